@@ -1,0 +1,102 @@
+# tlscache: build, test and demo. Everything happens on 127.0.0.1.
+#   make                       build for $(LUA) (default lua5.4)
+#   make test                  C unit test + busted specs on lua5.1, lua5.4, luajit
+#   make test LUA=luajit       the same on one interpreter
+#   make demo                  full versus resumed handshakes, with timings
+#   make asan / make valgrind  the suite under AddressSanitizer+UBSan / valgrind
+
+LUA ?= lua5.4
+ifeq ($(origin LUA),file)
+TEST_LUAS ?= lua5.1 lua5.4 luajit
+else
+TEST_LUAS ?= $(LUA)
+endif
+
+LUA_PC_lua5.1 = lua5.1
+LUA_PC_lua5.4 = lua5.4
+LUA_PC_luajit = luajit
+LUA_VER_lua5.1 = 5.1
+LUA_VER_lua5.4 = 5.4
+LUA_VER_luajit = 5.1
+LUA_PC = $(or $(LUA_PC_$(LUA)),$(LUA))
+LUA_VER = $(or $(LUA_VER_$(LUA)),5.4)
+LUA_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) 2>/dev/null)
+
+PREFIX ?= /usr/local
+INSTALL_CMOD ?= $(PREFIX)/lib/lua/$(LUA_VER)
+INSTALL_LMOD ?= $(PREFIX)/share/lua/$(LUA_VER)
+
+VARIANT ?=
+BUILD = build/$(LUA)$(VARIANT)
+CC ?= cc
+OPT ?= -O2 -g
+WARN = -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+       -Werror=deprecated-declarations
+CFLAGS_ALL = -std=c99 $(OPT) -fPIC -fvisibility=hidden $(WARN) \
+             -DOPENSSL_API_COMPAT=30000 $(LUA_CFLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+LIBS = -lssl -lcrypto
+
+SRCS = csrc/cache.c csrc/util.c csrc/net.c csrc/vhost.c csrc/conn.c csrc/module.c
+HDRS = $(wildcard csrc/*.h)
+OBJS = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
+SO = $(BUILD)/tlscache/core.so
+
+RUN_ENV = LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
+
+.PHONY: all deps test test-one unit certs demo lint install clean asan valgrind
+all: $(SO)
+
+$(BUILD)/obj/%.o: csrc/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(SO): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(OBJS) -o $@ $(LIBS) $(LDFLAGS) $(EXTRA_LDFLAGS)
+
+# Install missing Debian packages when root, else say which ones.
+deps:
+	@sh .ci/deps.sh
+
+build/cache_test$(VARIANT): spec/c/cache_test.c csrc/cache.c csrc/cache.h
+	@mkdir -p build
+	$(CC) -std=c99 $(OPT) $(WARN) -Icsrc $(EXTRA_CFLAGS) spec/c/cache_test.c csrc/cache.c -o $@ $(EXTRA_LDFLAGS)
+
+unit: build/cache_test$(VARIANT)
+	$(TEST_WRAP) ./build/cache_test$(VARIANT)
+
+certs:
+	@sh spec/fixtures/mkcerts.sh build/certs
+
+# one interpreter: the C unit test, then every spec against real servers
+test-one: $(SO) unit certs
+	$(RUN_ENV) $(TEST_WRAP) $(LUA) /usr/bin/busted -o utfTerminal $(BUSTED_ARGS) spec
+
+test: deps
+	@sh .ci/test.sh $(TEST_LUAS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all certs LUA=$(LUA)
+	@$(RUN_ENV) sh examples/demo.sh $(LUA)
+
+asan:
+	@$(MAKE) --no-print-directory deps
+	@sh .ci/test.sh --asan $(TEST_LUAS)
+
+valgrind:
+	@$(MAKE) --no-print-directory deps
+	@sh .ci/test.sh --valgrind $(TEST_LUAS)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c99 \
+	  --suppress=missingIncludeSystem -Icsrc $(SRCS)
+	@for f in lua/tlscache/*.lua examples/*.lua spec/*.lua bench/*.lua; do \
+	  [ -f "$$f" ] && { luac5.4 -p "$$f" 2>/dev/null || luajit -bl "$$f" >/dev/null || exit 1; }; done; true
+
+install: $(SO)
+	install -d $(DESTDIR)$(INSTALL_CMOD)/tlscache $(DESTDIR)$(INSTALL_LMOD)/tlscache
+	install -m 0755 $(SO) $(DESTDIR)$(INSTALL_CMOD)/tlscache/core.so
+	install -m 0644 lua/tlscache/init.lua $(DESTDIR)$(INSTALL_LMOD)/tlscache/init.lua
+
+clean:
+	rm -rf build

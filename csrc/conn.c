@@ -1,0 +1,631 @@
+/*
+ * Connections: a socket, an SSL object and a read buffer, with the
+ * LuaSocket-style send/receive/close on top.
+ *
+ * Every OpenSSL call runs on a non-blocking socket and reports "want read"
+ * or "want write"; the blocking calls loop over those steps with poll() and
+ * a deadline (`again`), so an event-loop interface can drive the same steps
+ * without a rewrite.
+ *
+ * Sessions are captured by the new-session callback below, which OpenSSL
+ * calls at the end of a TLS 1.2 handshake and for each TLS 1.3 ticket
+ * whenever it is read (inside SSL_read, also during close). The callback is
+ * pure C: it reaches the connection through ex_data, and the connection
+ * holds a reference on the store, so a late ticket never finds freed memory.
+ */
+#define _GNU_SOURCE
+#include "tlscache.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#define BUFSIZE 16384
+#define TLS13_CAP (7.0 * 24 * 3600)   /* RFC 8446 4.6.1 */
+#define TLS12_CAP (24.0 * 3600)       /* RFC 5246 F.1.4 */
+#define DEFAULT_TIMEOUT 30.0
+
+typedef struct tc_conn {
+  int fd;                      /* owned, -1 when none */
+  SSL *ssl;                    /* owns one reference */
+  tc_store *store;             /* owns one reference; NULL: caching off */
+  char *key;                   /* owned: host \0 port \0 sni \0 alpn */
+  size_t klen;
+  const char *host, *sni;      /* point into key; sni NULL when none sent */
+  int port;
+  unsigned char *alpn;         /* owned per-connection override, or NULL */
+  size_t alpnlen;
+  int verify;
+  double lifetime_cap;         /* the vhost's session_timeout, 0: none */
+  double timeout;              /* I/O timeout in seconds, < 0: block */
+  int closed, broken, handshaked;
+  int offered, reused, owned;
+  uint64_t offered_id;
+  int captured;                /* sessions this connection delivered */
+  size_t first, last;          /* unread bytes are buf[first..last) */
+  char buf[BUFSIZE];
+} tc_conn;
+
+static int conn_index = -1;    /* SSL ex_data slot pointing at the tc_conn */
+
+enum { WANT_READ = 1, WANT_WRITE = 2 };
+
+double tc_session_lifetime(SSL_SESSION *sess, double cap) {
+  unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(sess);
+  long tmo = SSL_SESSION_get_timeout(sess);
+  double life;
+  if (SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION) {
+    if (hint == 0) return 0;   /* RFC 8446 4.6.1: zero means discard at once */
+    life = (double)hint;
+    if (tmo > 0 && (double)tmo < life) life = (double)tmo;
+    if (life > TLS13_CAP) life = TLS13_CAP;
+  } else {
+    /* RFC 5077: a hint of zero means unspecified, the library's timeout rules */
+    life = tmo > 0 ? (double)tmo : TLS12_CAP;
+    if (SSL_SESSION_has_ticket(sess) && hint > 0 && (double)hint < life) life = (double)hint;
+    if (life > TLS12_CAP) life = TLS12_CAP;
+  }
+  if (cap > 0 && cap < life) life = cap;
+  return life;
+}
+
+int tc_conn_new_session(SSL *ssl, SSL_SESSION *sess) {
+  tc_conn *c = (tc_conn *)SSL_get_ex_data(ssl, conn_index);
+  SSL_SESSION *copy;
+  double now, life;
+  if (c == NULL || c->store == NULL || tc_store_closed(c->store)) return 0;
+  if (c->verify && SSL_get_verify_result(ssl) != X509_V_OK) return 0;
+  if (!SSL_SESSION_is_resumable(sess)) return 0;
+  life = tc_session_lifetime(sess, c->lifetime_cap);
+  if (life <= 0) return 0;
+  /* OpenSSL marks the connection's own session object not resumable after a
+   * fatal alert, an unexpected EOF or a free without close_notify: the
+   * cache keeps a copy that nothing else touches */
+  copy = SSL_SESSION_dup(sess);
+  if (copy == NULL) return 0;
+  now = tc_now();
+  if (tc_put(c->store, c->key, c->klen, copy,      /* the store owns copy */
+             SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION,
+             now, now + life, tc_wallnow() + (int64_t)life))
+    c->captured++;
+  return 0;                    /* we kept no reference to sess itself */
+}
+
+/* ---- errors ---- */
+
+/* After an SSL call returned ret <= 0: WANT_READ / WANT_WRITE, or -1 with
+ * *e set. Fatal errors mark the connection broken (no close_notify). */
+static int classify(tc_conn *c, int ret, tc_err *e) {
+  int err = SSL_get_error(c->ssl, ret);
+  unsigned long first;
+  switch (err) {
+    case SSL_ERROR_WANT_READ: return WANT_READ;
+    case SSL_ERROR_WANT_WRITE: return WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+      tc_seterr(e, "closed", "connection closed by peer");
+      break;
+    case SSL_ERROR_SYSCALL:
+      c->broken = 1;
+      if (errno == 0 || errno == EPIPE || errno == ECONNRESET)
+        tc_seterr(e, "closed", "%s", errno ? strerror(errno) : "connection closed by peer");
+      else
+        tc_seterr(e, "io", "%s", strerror(errno));
+      break;
+    case SSL_ERROR_SSL:
+      c->broken = 1;
+      first = ERR_peek_error();
+      if (ERR_GET_LIB(first) == ERR_LIB_SSL &&
+          ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        tc_seterr(e, "closed", "connection closed by peer without close_notify");
+      } else if (ERR_GET_LIB(first) == ERR_LIB_SSL &&
+                 ERR_GET_REASON(first) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        tc_seterr(e, "verify", "%s",
+                  X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+      } else {
+        tc_seterr_ssl(e, "tls", c->handshaked ? "TLS error" : "handshake failed");
+      }
+      break;
+    default:
+      c->broken = 1;
+      tc_seterr(e, "tls", "unexpected SSL error %d", err);
+  }
+  ERR_clear_error();
+  return -1;
+}
+
+/* After an SSL call returned ret <= 0: wait as it asks, up to deadline
+ * (< 0: none). 1 = call it again, 0 = failed with *e set. */
+static int again(tc_conn *c, int ret, double deadline, tc_err *e) {
+  int want = classify(c, ret, e), r;
+  if (want < 0) return 0;
+  r = tc_net_wait(c->fd, want == WANT_WRITE, deadline);
+  if (r > 0) return 1;
+  if (r == 0) tc_seterr(e, "timeout", "timed out");
+  else tc_seterr(e, "io", "poll: %s", strerror(errno));
+  return 0;
+}
+
+static double deadline_of(double timeout) {
+  return timeout < 0 ? -1 : tc_now() + timeout;
+}
+
+/* ---- life cycle ---- */
+
+static tc_conn *toconn(lua_State *L, int idx) {
+  return (tc_conn *)luaL_checkudata(L, idx, TC_CONN_MT);
+}
+
+/* Read, without blocking, what the server already sent (so that TLS 1.3
+ * tickets get cached), send close_notify once, free everything. Never
+ * blocks: the socket is non-blocking and nothing here waits. */
+static void release(tc_conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  if (c->ssl) {
+    if (c->handshaked && !c->broken) {
+      char tmp[4096];
+      int i;
+      for (i = 0; i < 64; i++) {            /* bounded: a server may stream */
+        int n;
+        ERR_clear_error();
+        n = SSL_read(c->ssl, tmp, sizeof tmp);
+        if (n <= 0) {
+          int err = SSL_get_error(c->ssl, n);
+          if (err == SSL_ERROR_SSL || err == SSL_ERROR_SYSCALL) c->broken = 1;
+          break;
+        }
+      }
+      ERR_clear_error();
+      if (!c->broken) SSL_shutdown(c->ssl);
+    }
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  if (c->store) tc_store_unref(c->store);
+  c->store = NULL;
+  free(c->key);
+  c->key = NULL;
+  c->host = c->sni = NULL;
+  free(c->alpn);
+  c->alpn = NULL;
+  c->first = c->last = 0;
+}
+
+/* conn:close() -> true; also __gc and __close: idempotent, never raises */
+static int conn_close(lua_State *L) {
+  release(toconn(L, 1));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int is_ip_literal(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* Offer a cached session for this connection's entry, if any. */
+static void offer(tc_conn *c) {
+  tc_item it;
+  SSL_SESSION *s;
+  if (!tc_take(c->store, c->key, c->klen, tc_now(), &it)) return;
+  if (it.owned) {
+    s = (SSL_SESSION *)it.sess;             /* single-use ticket: ours now */
+  } else {
+    s = SSL_SESSION_dup((SSL_SESSION *)it.sess);   /* the cached one stays pristine */
+    if (s == NULL) return;
+  }
+  if (SSL_set_session(c->ssl, s) == 1) {    /* takes its own reference */
+    c->offered = 1;
+    c->owned = it.owned;
+    c->offered_id = it.id;
+    tc_statsp(c->store)->offered++;
+  }
+  SSL_SESSION_free(s);
+}
+
+/* After a resumption OpenSSL checks no certificate: a session may only be
+ * resumed for a name its peer certificate is valid for. */
+static int resumed_name_ok(tc_conn *c) {
+  X509 *peer = SSL_get0_peer_certificate(c->ssl);
+  const char *name = c->sni ? c->sni : c->host;
+  if (peer == NULL) return 0;
+  if (is_ip_literal(name)) return X509_check_ip_asc(peer, name, 0) == 1;
+  return X509_check_host(peer, name, strlen(name), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
+static int handshake(tc_conn *c, double deadline, tc_err *e) {
+  for (;;) {
+    int r;
+    ERR_clear_error();
+    r = SSL_connect(c->ssl);
+    if (r == 1) break;
+    if (!again(c, r, deadline, e)) return 0;
+  }
+  c->handshaked = 1;
+  c->reused = SSL_session_reused(c->ssl);
+  if (c->offered && c->store) {
+    if (c->reused) {
+      tc_statsp(c->store)->resumed++;
+    } else {
+      /* refused by the server: never offer it again */
+      tc_statsp(c->store)->rejected++;
+      if (!c->owned) tc_drop(c->store, c->key, c->klen, c->offered_id);
+    }
+  }
+  if (c->reused && c->verify && !resumed_name_ok(c)) {
+    c->broken = 1;
+    tc_seterr(e, "verify", "resumed session's certificate does not match %s",
+              c->sni ? c->sni : c->host);
+    return 0;
+  }
+  return 1;
+}
+
+static const char *const connect_options[] = { "timeout", "servername", "alpn", "resume", NULL };
+
+/* vh:connect(host, port [, opts]) -> conn | nil, msg, code */
+int tc_conn_connect(lua_State *L) {
+  tc_vhost *vh = tc_checkvhost(L, 1);
+  size_t hostlen, snilen = 0, klen;
+  const char *host = tc_checkcstring(L, 2, &hostlen);
+  int port = tc_checkport(L, 3), resume, nosni = 0;
+  const char *sni;
+  double timeout, deadline;
+  char key[TC_KEY_MAX];
+  tc_conn *c;
+  tc_err e;
+  BIO *bio;
+  tc_checkoptions(L, 4, connect_options);
+  timeout = tc_optnumber(L, 4, "timeout", DEFAULT_TIMEOUT, 0, 1e9);
+  resume = tc_optboolean(L, 4, "resume", 1);
+  if (!lua_isnoneornil(L, 4)) {
+    lua_getfield(L, 4, "servername");
+    nosni = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);   /* false: no SNI */
+    lua_pop(L, 1);
+  }
+  sni = nosni ? NULL : tc_optstring(L, 4, "servername", &snilen);
+  if (sni && (snilen == 0 || snilen > 255)) luaL_argerror(L, 4, "servername must be 1..255 bytes");
+  if (sni == NULL && !nosni && !is_ip_literal(host)) sni = host, snilen = hostlen;
+  lua_settop(L, 4);
+
+  c = (tc_conn *)lua_newuserdata(L, sizeof *c);
+  memset(c, 0, offsetof(tc_conn, buf));
+  c->fd = -1;
+  c->closed = 1;                   /* born closed: __gc is safe from here on */
+  luaL_getmetatable(L, TC_CONN_MT);
+  lua_setmetatable(L, -2);
+  tc_optalpn(L, 4, "alpn", &c->alpn, &c->alpnlen);   /* may raise; c owns it */
+  c->closed = 0;
+  klen = tc_key(key, sizeof key, host, port, sni, c->alpn, c->alpnlen);
+  if (klen == 0) {
+    release(c);
+    return luaL_argerror(L, 2, "host name or servername too long");
+  }
+  c->key = tc_strdup(key, klen);
+  if (c->key == NULL) {
+    release(c);
+    return tc_fail(L, "nomem", "not enough memory");
+  }
+  c->klen = klen;
+  c->host = c->key;
+  c->sni = sni ? c->key + hostlen + 1 + strlen(c->key + hostlen + 1) + 1 : NULL;
+  c->port = port;
+  c->verify = vh->verify;
+  c->lifetime_cap = vh->session_timeout;
+  c->timeout = timeout;
+  deadline = deadline_of(timeout);
+
+  c->fd = tc_net_connect(c->host, port, deadline, &e);
+  if (c->fd < 0) goto fail;
+  ERR_clear_error();
+  c->ssl = SSL_new(vh->ctx);           /* holds its own reference on the ctx */
+  bio = c->ssl ? tc_net_bio(c->fd) : NULL;
+  if (bio == NULL) {
+    tc_seterr_ssl(&e, "nomem", "SSL_new");
+    goto fail;
+  }
+  SSL_set_bio(c->ssl, bio, bio);       /* the SSL owns bio */
+  SSL_set_ex_data(c->ssl, conn_index, c);
+  if (c->sni && !SSL_set_tlsext_host_name(c->ssl, c->sni)) {
+    tc_seterr_ssl(&e, "tls", "servername");
+    goto fail;
+  }
+  if (c->verify) {
+    const char *name = c->sni ? c->sni : c->host;
+    int ok;
+    SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (is_ip_literal(name))
+      ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name);
+    else
+      ok = SSL_set1_host(c->ssl, name);
+    if (!ok) {
+      tc_seterr_ssl(&e, "tls", "host name for verification");
+      goto fail;
+    }
+  }
+  if (c->alpn && SSL_set_alpn_protos(c->ssl, c->alpn, (unsigned)c->alpnlen) != 0) {
+    tc_seterr_ssl(&e, "tls", "alpn");
+    goto fail;
+  }
+  if (vh->cache_on) {
+    c->store = vh->store;
+    tc_store_ref(c->store);
+    if (resume) offer(c);
+  }
+  if (!handshake(c, deadline, &e)) {
+    /* a session that was accepted and then failed is never retried */
+    if (c->offered && c->store) tc_remove(c->store, c->key, c->klen);
+    goto fail;
+  }
+  return 1;
+fail:
+  release(c);
+  return tc_pusherr(L, &e);
+}
+
+static tc_conn *checkopen(lua_State *L, tc_err *e) {
+  tc_conn *c = toconn(L, 1);
+  if (c->closed) tc_seterr(e, "closed", "connection is closed");
+  return c;
+}
+
+/* nil, err, partial: err is the bare code for closed and timeout as in
+ * LuaSocket, the full message otherwise */
+static int io_fail(lua_State *L, const tc_err *e) {
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  if (strcmp(e->code, "closed") == 0 || strcmp(e->code, "timeout") == 0)
+    lua_pushstring(L, e->code);
+  else
+    lua_pushstring(L, e->msg);
+  lua_insert(L, -2);
+  return 3;
+}
+
+/* ---- receive ---- */
+
+/* Make sure the buffer holds unread bytes. 0 = ok, -1 = *e set. */
+static int fill(tc_conn *c, double deadline, tc_err *e) {
+  if (c->first < c->last) return 0;
+  c->first = c->last = 0;
+  for (;;) {
+    int n;
+    ERR_clear_error();
+    n = SSL_read(c->ssl, c->buf, sizeof c->buf);
+    if (n > 0) {
+      c->last = (size_t)n;
+      return 0;
+    }
+    if (!again(c, n, deadline, e)) return -1;
+  }
+}
+
+static int recv_bytes(tc_conn *c, luaL_Buffer *b, size_t want, double deadline, tc_err *e) {
+  while (want > 0) {
+    size_t n;
+    if (fill(c, deadline, e) < 0) return -1;
+    n = c->last - c->first;
+    if (n > want) n = want;
+    luaL_addlstring(b, c->buf + c->first, n);
+    c->first += n;
+    want -= n;
+  }
+  return 0;
+}
+
+static int recv_all(tc_conn *c, luaL_Buffer *b, double deadline, tc_err *e) {
+  for (;;) {
+    if (fill(c, deadline, e) < 0)
+      return strcmp(e->code, "closed") == 0 ? 0 : -1;   /* end of stream is success */
+    luaL_addlstring(b, c->buf + c->first, c->last - c->first);
+    c->first = c->last;
+  }
+}
+
+/* a line ends at LF; CR characters are dropped, as LuaSocket does */
+static int recv_line(tc_conn *c, luaL_Buffer *b, double deadline, tc_err *e) {
+  for (;;) {
+    const char *p, *end;
+    if (fill(c, deadline, e) < 0) return -1;
+    p = c->buf + c->first;
+    end = c->buf + c->last;
+    while (p < end && *p != '\n') {
+      if (*p != '\r') luaL_addchar(b, *p);
+      p++;
+    }
+    c->first = (size_t)(p - c->buf);
+    if (p < end) {
+      c->first++;
+      return 0;
+    }
+  }
+}
+
+/* conn:receive([pattern [, prefix]]) -> data | nil, err, partial */
+static int conn_receive(lua_State *L) {
+  tc_err e;
+  tc_conn *c = checkopen(L, &e);
+  size_t plen = 0, count = 0;
+  const char *prefix = luaL_optlstring(L, 3, NULL, &plen);
+  int mode = 'l', r;
+  luaL_Buffer b;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, 2);
+    luaL_argcheck(L, n >= 0 && n <= (lua_Number)INT_MAX, 2, "byte count out of range");
+    count = (size_t)n;
+    mode = 'n';
+  } else if (!lua_isnoneornil(L, 2)) {
+    const char *p = luaL_checkstring(L, 2);
+    if (*p == '*') p++;
+    if (strcmp(p, "l") == 0) mode = 'l';
+    else if (strcmp(p, "a") == 0) mode = 'a';
+    else return luaL_argerror(L, 2, "invalid receive pattern");
+  }
+  lua_settop(L, 3);
+  if (c->closed) {
+    lua_pushlstring(L, prefix ? prefix : "", plen);
+    return io_fail(L, &e);
+  }
+  luaL_buffinit(L, &b);
+  if (prefix) luaL_addlstring(&b, prefix, plen);
+  {
+    double deadline = deadline_of(c->timeout);
+    if (mode == 'n') r = recv_bytes(c, &b, count, deadline, &e);
+    else if (mode == 'a') r = recv_all(c, &b, deadline, &e);
+    else r = recv_line(c, &b, deadline, &e);
+  }
+  luaL_pushresult(&b);
+  if (r < 0) return io_fail(L, &e);
+  return 1;
+}
+
+/* conn:send(data [, i [, j]]) -> last index sent | nil, err, last index sent */
+static int conn_send(lua_State *L) {
+  tc_err e;
+  tc_conn *c = checkopen(L, &e);
+  size_t len, sent = 0;
+  const char *data = luaL_checklstring(L, 2, &len);
+  lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
+  double deadline;
+  /* string.sub's index rules */
+  if (i < 0) i = (lua_Integer)len + i + 1;
+  if (i < 1) i = 1;
+  if (j < 0) j = (lua_Integer)len + j + 1;
+  if (j > (lua_Integer)len) j = (lua_Integer)len;
+  if (c->closed) {
+    lua_pushinteger(L, i - 1);
+    return io_fail(L, &e);
+  }
+  deadline = deadline_of(c->timeout);
+  if (i <= j) {
+    size_t start = (size_t)i - 1, total = (size_t)(j - i + 1);
+    while (sent < total) {
+      size_t chunk = total - sent;
+      int n;
+      if (chunk > INT_MAX) chunk = INT_MAX;
+      ERR_clear_error();
+      n = SSL_write(c->ssl, data + start + sent, (int)chunk);
+      if (n > 0) {
+        sent += (size_t)n;
+      } else if (!again(c, n, deadline, &e)) {
+        lua_pushinteger(L, i - 1 + (lua_Integer)sent);
+        return io_fail(L, &e);
+      }
+    }
+  }
+  lua_pushinteger(L, i > j ? i - 1 : j);
+  return 1;
+}
+
+/* conn:settimeout(seconds [, mode]) -> true; nil or negative: block */
+static int conn_settimeout(lua_State *L) {
+  tc_conn *c = toconn(L, 1);
+  lua_Number t = luaL_optnumber(L, 2, -1);
+  if (!lua_isnoneornil(L, 3)) {
+    const char *m = luaL_checkstring(L, 3);
+    luaL_argcheck(L, m[0] == 'b' || m[0] == 't', 3, "mode must be 'b' or 't'");
+  }
+  luaL_argcheck(L, t == t, 2, "timeout is NaN");
+  c->timeout = t < 0 ? -1 : t;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* conn:reused() -> boolean */
+static int conn_reused(lua_State *L) {
+  lua_pushboolean(L, toconn(L, 1)->reused);
+  return 1;
+}
+
+static void push_alpn(lua_State *L, tc_conn *c) {
+  const unsigned char *p = NULL;
+  unsigned int n = 0;
+  if (c->ssl) SSL_get0_alpn_selected(c->ssl, &p, &n);
+  if (n) lua_pushlstring(L, (const char *)p, n);
+  else lua_pushnil(L);
+}
+
+/* conn:getalpn() -> protocol | nil */
+static int conn_getalpn(lua_State *L) {
+  push_alpn(L, toconn(L, 1));
+  return 1;
+}
+
+/* conn:info() -> { protocol, cipher, alpn, reused, offered, servername, host, port, ... } */
+static int conn_info(lua_State *L) {
+  tc_conn *c = toconn(L, 1);
+  lua_createtable(L, 0, 10);
+  lua_pushboolean(L, c->reused); lua_setfield(L, -2, "reused");
+  lua_pushboolean(L, c->offered); lua_setfield(L, -2, "offered");
+  lua_pushboolean(L, c->closed); lua_setfield(L, -2, "closed");
+  lua_pushinteger(L, c->captured); lua_setfield(L, -2, "sessions_captured");
+  if (c->closed) return 1;
+  lua_pushstring(L, SSL_get_version(c->ssl)); lua_setfield(L, -2, "protocol");
+  lua_pushstring(L, SSL_get_cipher_name(c->ssl)); lua_setfield(L, -2, "cipher");
+  push_alpn(L, c); lua_setfield(L, -2, "alpn");
+  if (c->sni) { lua_pushstring(L, c->sni); lua_setfield(L, -2, "servername"); }
+  lua_pushstring(L, c->host); lua_setfield(L, -2, "host");
+  lua_pushinteger(L, c->port); lua_setfield(L, -2, "port");
+  lua_pushboolean(L, c->verify); lua_setfield(L, -2, "verified");
+  return 1;
+}
+
+/* conn:getfd() -> fd (-1 when closed) */
+static int conn_getfd(lua_State *L) {
+  lua_pushinteger(L, toconn(L, 1)->fd);
+  return 1;
+}
+
+/* conn:dirty() -> true when data is buffered and select() would not see it */
+static int conn_dirty(lua_State *L) {
+  tc_conn *c = toconn(L, 1);
+  lua_pushboolean(L, !c->closed && (c->first < c->last || SSL_pending(c->ssl) > 0));
+  return 1;
+}
+
+static int conn_tostring(lua_State *L) {
+  tc_conn *c = toconn(L, 1);
+  if (c->closed) lua_pushliteral(L, "tlscache.connection (closed)");
+  else lua_pushfstring(L, "tlscache.connection %s:%d (%p)", c->host, c->port, (void *)c);
+  return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+  { "send", conn_send },
+  { "receive", conn_receive },
+  { "settimeout", conn_settimeout },
+  { "close", conn_close },
+  { "reused", conn_reused },
+  { "info", conn_info },
+  { "getalpn", conn_getalpn },
+  { "getfd", conn_getfd },
+  { "dirty", conn_dirty },
+  { NULL, NULL }
+};
+
+static const luaL_Reg conn_metamethods[] = {
+  { "__gc", conn_close },
+  { "__close", conn_close },
+  { "__tostring", conn_tostring },
+  { NULL, NULL }
+};
+
+int tc_conn_open(lua_State *L) {
+  if (conn_index < 0) conn_index = SSL_get_ex_new_index(0, (void *)"tlscache", NULL, NULL, NULL);
+  if (conn_index < 0) return luaL_error(L, "tlscache: no SSL ex_data slot");
+  luaL_newmetatable(L, TC_CONN_MT);
+  tc_setfuncs(L, conn_metamethods, 0);
+  lua_newtable(L);
+  tc_setfuncs(L, conn_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  return 0;
+}

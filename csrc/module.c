@@ -1,0 +1,27 @@
+/*
+ * tlscache.core: opens the module and each part of it.
+ */
+#include "tlscache.h"
+
+#include <openssl/err.h>
+
+#if defined(__GNUC__)
+#define TC_EXPORT __attribute__((visibility("default")))
+#else
+#define TC_EXPORT
+#endif
+
+TC_EXPORT int luaopen_tlscache_core(lua_State *L);
+
+int luaopen_tlscache_core(lua_State *L) {
+  if (OPENSSL_init_ssl(0, NULL) != 1 || !tc_net_init())
+    return luaL_error(L, "tlscache: OpenSSL initialisation failed");
+  lua_newtable(L);
+  lua_pushliteral(L, TC_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+  lua_setfield(L, -2, "openssl");
+  tc_conn_open(L);
+  tc_vhost_open(L);
+  return 1;
+}

@@ -1,0 +1,407 @@
+/*
+ * Vhosts: one SSL_CTX (trust, client identity, protocol limits, ALPN) and
+ * the session cache it owns. The trust store is loaded once here, never per
+ * connection. Sessions reach the cache through OpenSSL's new-session
+ * callback (conn.c), which also sees TLS 1.3 tickets that arrive after the
+ * handshake.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "tlscache.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+static const char *const vhost_options[] = {
+  "name", "verify", "cafile", "capath", "certificate", "key", "password",
+  "min_protocol", "max_protocol", "ciphers", "ciphersuites", "alpn",
+  "session_cache", "session_cache_max", "session_timeout", "ticket_reuse",
+  "session_tickets_max", NULL
+};
+static const char *const verify_names[] = { "peer", "none", NULL };
+static const char *const proto_names[] = { "tlsv1_2", "tlsv1_3", NULL };
+static const int proto_versions[] = { TLS1_2_VERSION, TLS1_3_VERSION };
+
+/* Everything read from the options table before anything is acquired. */
+typedef struct vh_opts {
+  const char *name, *cafile, *capath, *cert, *key, *password, *ciphers, *suites;
+  size_t namelen;
+  int verify, minp, maxp, cache_on, ticket_reuse, tickets_max;
+  lua_Number cache_max, timeout;
+} vh_opts;
+
+static void read_options(lua_State *L, vh_opts *o) {
+  tc_checkoptions(L, 1, vhost_options);
+  o->name = tc_optstring(L, 1, "name", &o->namelen);
+  if (o->name == NULL) o->name = "default", o->namelen = 7;
+  if (o->namelen == 0 || o->namelen > 255)
+    luaL_error(L, "bad option 'name' (1..255 bytes expected)");
+  o->verify = tc_optenum(L, 1, "verify", 0, verify_names);
+  o->cafile = tc_optstring(L, 1, "cafile", NULL);
+  o->capath = tc_optstring(L, 1, "capath", NULL);
+  o->cert = tc_optstring(L, 1, "certificate", NULL);
+  o->key = tc_optstring(L, 1, "key", NULL);
+  o->password = tc_optstring(L, 1, "password", NULL);
+  if (o->key && !o->cert) luaL_error(L, "bad option 'key' (needs 'certificate')");
+  if (o->password && !o->cert) luaL_error(L, "bad option 'password' (needs 'certificate')");
+  o->minp = tc_optenum(L, 1, "min_protocol", 0, proto_names);
+  o->maxp = tc_optenum(L, 1, "max_protocol", 1, proto_names);
+  if (o->minp > o->maxp)
+    luaL_error(L, "bad option 'max_protocol' (lower than 'min_protocol')");
+  o->ciphers = tc_optstring(L, 1, "ciphers", NULL);
+  o->suites = tc_optstring(L, 1, "ciphersuites", NULL);
+  o->cache_on = tc_optboolean(L, 1, "session_cache", 1);
+  o->cache_max = tc_optnumber(L, 1, "session_cache_max", 0, 0, 1e7);
+  if (o->cache_max != (lua_Number)(long)o->cache_max)
+    luaL_error(L, "bad option 'session_cache_max' (integer expected)");
+  o->timeout = tc_optnumber(L, 1, "session_timeout", 0, 0, 1e9);
+  o->ticket_reuse = tc_optboolean(L, 1, "ticket_reuse", 0);
+  o->tickets_max = (int)tc_optnumber(L, 1, "session_tickets_max", TC_DEFAULT_TICKETS, 1, TC_MAX_TICKETS);
+}
+
+static void free_session(void *sess) { SSL_SESSION_free((SSL_SESSION *)sess); }
+
+size_t tc_key(char *buf, size_t cap, const char *host, int port,
+              const char *sni, const unsigned char *alpn, size_t alpnlen) {
+  size_t n = tc_key_prefix(buf, cap, host, port), sl = sni ? strlen(sni) : 0;
+  if (n == 0 || n + sl + 1 + alpnlen > cap) return 0;
+  memcpy(buf + n, sni ? sni : "", sl);
+  n += sl;
+  buf[n++] = '\0';
+  if (alpnlen) memcpy(buf + n, alpn, alpnlen);
+  return n + alpnlen;
+}
+
+size_t tc_key_prefix(char *buf, size_t cap, const char *host, int port) {
+  int n = snprintf(buf, cap, "%s%c%d%c", host, 0, port, 0);
+  return (n < 0 || (size_t)n >= cap) ? 0 : (size_t)n;
+}
+
+/* The digest of every setting that decides whom a session may be resumed
+ * with: saved sessions carry it and are refused under other settings. */
+static void digest_file(EVP_MD_CTX *md, const char *path) {
+  unsigned char buf[4096];
+  size_t n;
+  FILE *f;
+  EVP_DigestUpdate(md, path, strlen(path) + 1);
+  f = fopen(path, "rb");
+  if (f == NULL) return;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+  fclose(f);
+}
+
+static void digest_str(EVP_MD_CTX *md, const char *tag, const char *s) {
+  EVP_DigestUpdate(md, tag, strlen(tag) + 1);
+  if (s) EVP_DigestUpdate(md, s, strlen(s) + 1);
+  else EVP_DigestUpdate(md, "", 1);
+}
+
+static int fingerprint(tc_vhost *vh, const vh_opts *o) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  char num[64];
+  int ok;
+  if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+    EVP_MD_CTX_free(md);
+    return 0;
+  }
+  snprintf(num, sizeof num, "v1 verify=%d min=%d max=%d", o->verify, o->minp, o->maxp);
+  digest_str(md, "settings", num);
+  digest_str(md, "cafile", NULL);
+  if (o->cafile) digest_file(md, o->cafile);
+  digest_str(md, "capath", o->capath);
+  digest_str(md, "certificate", NULL);
+  if (o->cert) digest_file(md, o->cert);
+  digest_str(md, "ciphers", o->ciphers);
+  digest_str(md, "ciphersuites", o->suites);
+  digest_str(md, "alpn", NULL);
+  if (vh->alpn) EVP_DigestUpdate(md, vh->alpn, vh->alpnlen);
+  ok = EVP_DigestFinal_ex(md, vh->fingerprint, NULL);
+  EVP_MD_CTX_free(md);
+  return ok;
+}
+
+/* Runtime problems with the files named: code "io" when a file cannot be
+ * read at all, "tls" when OpenSSL refuses its content. */
+static int check_readable(tc_err *e, const char *what, const char *path) {
+  if (access(path, R_OK) == 0) return 1;
+  tc_seterr(e, "io", "%s %s: %s", what, path, strerror(errno));
+  return 0;
+}
+
+static int setup_ctx(tc_vhost *vh, const vh_opts *o, tc_err *e) {
+  SSL_CTX *ctx;
+  ERR_clear_error();
+  ctx = vh->ctx = SSL_CTX_new(TLS_client_method());     /* vh owns it */
+  if (ctx == NULL) {
+    tc_seterr_ssl(e, "nomem", "SSL_CTX_new");
+    return 0;
+  }
+  SSL_CTX_set_min_proto_version(ctx, proto_versions[o->minp]);
+  SSL_CTX_set_max_proto_version(ctx, proto_versions[o->maxp]);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (o->verify == 0) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (o->cafile && !check_readable(e, "cafile", o->cafile)) return 0;
+    if (o->capath && !check_readable(e, "capath", o->capath)) return 0;
+    if (o->cafile || o->capath) {
+      if (!SSL_CTX_load_verify_locations(ctx, o->cafile, o->capath)) {
+        tc_seterr_ssl(e, "tls", o->cafile ? o->cafile : o->capath);
+        return 0;
+      }
+    } else if (!SSL_CTX_set_default_verify_paths(ctx)) {
+      tc_seterr_ssl(e, "tls", "default trust store");
+      return 0;
+    }
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+  }
+  if (o->cert) {
+    const char *key = o->key ? o->key : o->cert;
+    if (!check_readable(e, "certificate", o->cert) || !check_readable(e, "key", key)) return 0;
+    if (o->password) {
+      /* the callback copies from userdata: keep our own copy alive */
+      SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)vh->password);
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+      tc_seterr_ssl(e, "tls", o->cert);
+      return 0;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+      tc_seterr_ssl(e, "tls", key);
+      return 0;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      tc_seterr_ssl(e, "tls", "key does not match certificate");
+      return 0;
+    }
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+  }
+  if (o->ciphers && SSL_CTX_set_cipher_list(ctx, o->ciphers) != 1) {
+    tc_seterr_ssl(e, "tls", "ciphers");
+    return 0;
+  }
+  if (o->suites && SSL_CTX_set_ciphersuites(ctx, o->suites) != 1) {
+    tc_seterr_ssl(e, "tls", "ciphersuites");
+    return 0;
+  }
+  if (vh->alpn && SSL_CTX_set_alpn_protos(ctx, vh->alpn, (unsigned)vh->alpnlen) != 0) {
+    tc_seterr_ssl(e, "tls", "alpn");
+    return 0;
+  }
+  if (o->cache_on) {
+    /* we keep sessions ourselves, keyed by host; OpenSSL only tells us */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, tc_conn_new_session);
+  } else {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  }
+  return 1;
+}
+
+static tc_vhost *tovhost(lua_State *L, int idx) {
+  return (tc_vhost *)luaL_checkudata(L, idx, TC_VHOST_MT);
+}
+
+tc_vhost *tc_checkvhost(lua_State *L, int idx) {
+  tc_vhost *vh = tovhost(L, idx);
+  if (vh->closed) luaL_error(L, "attempt to use a closed vhost");
+  return vh;
+}
+
+static void forget_password(tc_vhost *vh) {
+  if (vh->password) {
+    OPENSSL_cleanse(vh->password, strlen(vh->password));
+    free(vh->password);
+    vh->password = NULL;
+  }
+}
+
+static void release(tc_vhost *vh) {
+  if (!vh->closed) {
+    vh->closed = 1;
+    SSL_CTX_free(vh->ctx);         /* connections keep their own reference */
+    vh->ctx = NULL;
+    if (vh->store) {
+      tc_store_close(vh->store);   /* late tickets of live connections are dropped */
+      tc_store_unref(vh->store);
+      vh->store = NULL;
+    }
+    free(vh->name);
+    vh->name = NULL;
+    free(vh->alpn);
+    vh->alpn = NULL;
+    forget_password(vh);
+  }
+}
+
+/* vh:close() -> true; also __gc and __close: never raises */
+static int vh_close(lua_State *L) {
+  release(tovhost(L, 1));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* tlscache.vhost{...} -> vhost | nil, msg, code */
+static int vh_new(lua_State *L) {
+  vh_opts o;
+  tc_vhost *vh;
+  tc_config cfg;
+  tc_err e;
+  memset(&o, 0, sizeof o);
+  if (lua_isnone(L, 1)) lua_newtable(L);
+  read_options(L, &o);
+  lua_settop(L, 1);
+  vh = (tc_vhost *)lua_newuserdata(L, sizeof *vh);
+  memset(vh, 0, sizeof *vh);
+  vh->closed = 1;                  /* born closed: __gc is safe from here on */
+  luaL_getmetatable(L, TC_VHOST_MT);
+  lua_setmetatable(L, -2);
+  tc_optalpn(L, 1, "alpn", &vh->alpn, &vh->alpnlen);   /* may raise; vh owns it */
+  vh->closed = 0;
+  vh->name = tc_strdup(o.name, o.namelen);
+  if (o.password) vh->password = tc_strdup(o.password, strlen(o.password));
+  memset(&cfg, 0, sizeof cfg);
+  cfg.max = (size_t)o.cache_max;
+  cfg.tickets_max = o.tickets_max;
+  cfg.ticket_reuse = o.ticket_reuse;
+  if (RAND_bytes((unsigned char *)&cfg.seed, sizeof cfg.seed) != 1) cfg.seed = (uint64_t)(uintptr_t)vh;
+  vh->store = tc_store_new(&cfg, free_session);
+  if (vh->name == NULL || vh->store == NULL || (o.password && vh->password == NULL)) {
+    release(vh);
+    return tc_fail(L, "nomem", "not enough memory");
+  }
+  vh->verify = o.verify == 0;
+  vh->cache_on = o.cache_on;
+  vh->session_timeout = o.timeout;
+  e.code = NULL;
+  if (!setup_ctx(vh, &o, &e) || !fingerprint(vh, &o)) {
+    release(vh);
+    if (e.code == NULL) tc_seterr(&e, "nomem", "fingerprint");
+    return tc_pusherr(L, &e);
+  }
+  forget_password(vh);
+  return 1;
+}
+
+/* vh:stats() -> table */
+static int vh_stats(lua_State *L) {
+  tc_vhost *vh = tc_checkvhost(L, 1);
+  const tc_stats *st;
+  tc_purge(vh->store, tc_now());
+  st = tc_statsp(vh->store);
+  lua_createtable(L, 0, 10);
+  lua_pushinteger(L, (lua_Integer)tc_size(vh->store)); lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)tc_max(vh->store)); lua_setfield(L, -2, "max");
+#define F(x) lua_pushinteger(L, (lua_Integer)st->x); lua_setfield(L, -2, #x)
+  F(hits); F(misses); F(stores); F(evictions); F(expired);
+  F(offered); F(resumed); F(rejected);
+#undef F
+  lua_pushboolean(L, vh->cache_on); lua_setfield(L, -2, "enabled");
+  return 1;
+}
+
+static const char *proto_name(const SSL_SESSION *s) {
+  switch (SSL_SESSION_get_protocol_version(s)) {
+    case TLS1_3_VERSION: return "TLSv1.3";
+    case TLS1_2_VERSION: return "TLSv1.2";
+    default: return "unknown";
+  }
+}
+
+/* vh:sessions() -> { {host, port, servername, protocol, tickets, age, expires_in}, ... } */
+static int vh_sessions(lua_State *L) {
+  tc_vhost *vh = tc_checkvhost(L, 1);
+  const tc_entry *e = NULL;
+  double now = tc_now();
+  int n = 0;
+  tc_purge(vh->store, now);
+  lua_createtable(L, (int)tc_size(vh->store), 0);
+  while ((e = tc_next(vh->store, e)) != NULL) {
+    size_t klen, hl, pl, sl;
+    const char *k = tc_entry_key(e, &klen);
+    tc_item it;
+    double expires = 0;
+    int i;
+    hl = strlen(k);
+    pl = strlen(k + hl + 1);
+    sl = strlen(k + hl + pl + 2);
+    for (i = 0; tc_entry_item(e, i, &it); i++)
+      if (it.expires > expires) expires = it.expires;
+    tc_entry_item(e, 0, &it);
+    lua_createtable(L, 0, 8);
+    lua_pushlstring(L, k, hl); lua_setfield(L, -2, "host");
+    lua_pushinteger(L, atoi(k + hl + 1)); lua_setfield(L, -2, "port");
+    if (sl) { lua_pushlstring(L, k + hl + pl + 2, sl); lua_setfield(L, -2, "servername"); }
+    if (klen > hl + pl + sl + 3) {
+      /* first protocol of the per-connection ALPN override */
+      const unsigned char *a = (const unsigned char *)k + hl + pl + sl + 3;
+      lua_pushlstring(L, (const char *)a + 1, a[0]); lua_setfield(L, -2, "alpn");
+    }
+    lua_pushstring(L, proto_name((SSL_SESSION *)it.sess)); lua_setfield(L, -2, "protocol");
+    lua_pushinteger(L, tc_entry_count(e)); lua_setfield(L, -2, "tickets");
+    lua_pushnumber(L, now - it.stored); lua_setfield(L, -2, "age");
+    lua_pushnumber(L, expires - now); lua_setfield(L, -2, "expires_in");
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/* vh:flush([host, port]) -> number of entries removed */
+static int vh_flush(lua_State *L) {
+  tc_vhost *vh = tc_checkvhost(L, 1);
+  char key[TC_KEY_MAX];
+  size_t n = 0;
+  if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) {
+    lua_pushinteger(L, (lua_Integer)tc_flush(vh->store, "", 0));
+    return 1;
+  }
+  {
+    const char *host = tc_checkcstring(L, 2, NULL);
+    int port = tc_checkport(L, 3);
+    n = tc_key_prefix(key, sizeof key, host, port);
+    if (n == 0) luaL_argerror(L, 2, "host name too long");
+  }
+  lua_pushinteger(L, (lua_Integer)tc_flush(vh->store, key, n));
+  return 1;
+}
+
+static int vh_tostring(lua_State *L) {
+  tc_vhost *vh = tovhost(L, 1);
+  if (vh->closed) lua_pushliteral(L, "tlscache.vhost (closed)");
+  else lua_pushfstring(L, "tlscache.vhost %s (%p)", vh->name, (void *)vh);
+  return 1;
+}
+
+static const luaL_Reg vh_methods[] = {
+  { "connect", tc_conn_connect },
+  { "stats", vh_stats },
+  { "sessions", vh_sessions },
+  { "flush", vh_flush },
+  { "close", vh_close },
+  { NULL, NULL }
+};
+
+static const luaL_Reg vh_metamethods[] = {
+  { "__gc", vh_close },
+  { "__close", vh_close },
+  { "__tostring", vh_tostring },
+  { NULL, NULL }
+};
+
+int tc_vhost_open(lua_State *L) {
+  luaL_newmetatable(L, TC_VHOST_MT);
+  tc_setfuncs(L, vh_metamethods, 0);
+  lua_newtable(L);
+  tc_setfuncs(L, vh_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, vh_new);
+  lua_setfield(L, -2, "vhost");
+  return 0;
+}
