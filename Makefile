@@ -66,7 +66,7 @@ unit: build/cache_test$(VARIANT)
 	$(TEST_WRAP) ./build/cache_test$(VARIANT)
 
 certs:
-	@sh spec/fixtures/mkcerts.sh build/certs
+	@bash spec/fixtures/mkcerts.sh $(CURDIR)/build/certs
 
 # one interpreter: the C unit test, then every spec against real servers
 test-one: $(SO) unit certs

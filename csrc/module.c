@@ -13,6 +13,12 @@
 
 TC_EXPORT int luaopen_tlscache_core(lua_State *L);
 
+/* tlscache.now() -> monotonic seconds, for timing connections */
+static int m_now(lua_State *L) {
+  lua_pushnumber(L, tc_now());
+  return 1;
+}
+
 int luaopen_tlscache_core(lua_State *L) {
   if (OPENSSL_init_ssl(0, NULL) != 1 || !tc_net_init())
     return luaL_error(L, "tlscache: OpenSSL initialisation failed");
@@ -21,6 +27,8 @@ int luaopen_tlscache_core(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
   lua_setfield(L, -2, "openssl");
+  lua_pushcfunction(L, m_now);
+  lua_setfield(L, -2, "now");
   tc_conn_open(L);
   tc_vhost_open(L);
   return 1;
