@@ -19,9 +19,28 @@ static int m_now(lua_State *L) {
   return 1;
 }
 
+/* Finalizer of a sentinel made at open: it runs when the Lua state closes,
+ * after every connection (made later, so finalized earlier). */
+static int m_done(lua_State *L) {
+  int *live = (int *)lua_touserdata(L, 1);
+  if (*live) tc_net_done();
+  *live = 0;
+  return 0;
+}
+
 int luaopen_tlscache_core(lua_State *L) {
-  if (OPENSSL_init_ssl(0, NULL) != 1 || !tc_net_init())
+  int *live;
+  if (OPENSSL_init_ssl(0, NULL) != 1)
     return luaL_error(L, "tlscache: OpenSSL initialisation failed");
+  live = (int *)lua_newuserdata(L, sizeof *live);
+  *live = 0;
+  lua_newtable(L);
+  lua_pushcfunction(L, m_done);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  if (!tc_net_init()) return luaL_error(L, "tlscache: OpenSSL initialisation failed");
+  *live = 1;
+  lua_setfield(L, LUA_REGISTRYINDEX, "tlscache.core.sentinel");
   lua_newtable(L);
   lua_pushliteral(L, TC_VERSION);
   lua_setfield(L, -2, "_VERSION");

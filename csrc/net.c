@@ -111,7 +111,10 @@ typedef struct sockbio {
   int eof;                     /* the last read saw end of stream */
 } sockbio;
 
-static BIO_METHOD *bio_method;   /* made once, lives as long as the process */
+/* Shared by every Lua state that loaded the module; freed with the last one
+ * (lua_close unloads the library, so a process-lifetime object would leak). */
+static BIO_METHOD *bio_method;
+static int bio_users;
 
 static int sb_write(BIO *b, const char *buf, int len) {
   sockbio *sb = (sockbio *)BIO_get_data(b);
@@ -167,8 +170,18 @@ static int sb_destroy(BIO *b) {
   return 1;
 }
 
+void tc_net_done(void) {
+  if (bio_users > 0 && --bio_users == 0) {
+    BIO_meth_free(bio_method);
+    bio_method = NULL;
+  }
+}
+
 int tc_net_init(void) {
-  if (bio_method) return 1;
+  if (bio_method) {
+    bio_users++;
+    return 1;
+  }
   bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
                             "tlscache socket");
   if (bio_method == NULL) return 0;
@@ -178,6 +191,7 @@ int tc_net_init(void) {
   BIO_meth_set_ctrl(bio_method, sb_ctrl);
   BIO_meth_set_create(bio_method, sb_create);
   BIO_meth_set_destroy(bio_method, sb_destroy);
+  bio_users = 1;
   return 1;
 }
 

@@ -58,6 +58,7 @@ void tc_optalpn(lua_State *L, int idx, const char *k, unsigned char **out, size_
 /* ---- net.c: resolve, connect, wait, the socket BIO ---- */
 
 int tc_net_init(void);
+void tc_net_done(void);   /* one call per successful tc_net_init */
 /* Resolve and connect (every address tried) before `deadline` (< 0: none).
  * Returns a connected non-blocking socket, or -1 with *e set. */
 int tc_net_connect(const char *host, int port, double deadline, tc_err *e);
