@@ -25,7 +25,8 @@ build = {
     ["tlscache.core"] = {
       sources = {
         "csrc/cache.c", "csrc/util.c", "csrc/net.c",
-        "csrc/vhost.c", "csrc/conn.c", "csrc/module.c",
+        "csrc/vhost.c", "csrc/conn.c", "csrc/record.c", "csrc/persist.c",
+        "csrc/module.c",
       },
       defines = { "OPENSSL_API_COMPAT=30000" },
       libraries = { "ssl", "crypto" },

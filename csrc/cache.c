@@ -171,11 +171,50 @@ static int expire_entry(tc_store *s, tc_entry *e, double now) {
   return n;
 }
 
+static void push_back(tc_store *s, tc_entry *e) {
+  e->next = NULL;
+  e->prev = s->tail;
+  if (s->tail) s->tail->next = e; else s->head = e;
+  s->tail = e;
+}
+
+/* Allocate an empty entry for `key` and hash it in; the caller links it into
+ * the MRU list. NULL when out of memory. */
+static tc_entry *new_entry(tc_store *s, const char *key, size_t klen, uint64_t h, int tls13) {
+  size_t cap = (size_t)s->cfg.tickets_max;
+  size_t sz = sizeof(tc_entry) + (cap - 1) * sizeof(tc_item);
+  tc_entry *e = (tc_entry *)malloc(sz + klen + 1);
+  if (e == NULL) return NULL;
+  e->key = (char *)e + sz;
+  memcpy(e->key, key, klen);
+  e->key[klen] = '\0';
+  e->klen = klen;
+  e->hash = h;
+  e->count = 0;
+  e->tls13 = tls13;
+  if (s->size >= s->nbuckets) grow(s);
+  e->hnext = s->buckets[h & (s->nbuckets - 1)];
+  s->buckets[h & (s->nbuckets - 1)] = e;
+  s->size++;
+  return e;
+}
+
+/* Put item `in` at position i of e, shifting the later ones down; there is room. */
+static void insert_item(tc_store *s, tc_entry *e, int i, const tc_item *in) {
+  tc_item *it;
+  memmove(&e->items[i + 1], &e->items[i], (size_t)(e->count - i) * sizeof e->items[0]);
+  it = &e->items[i];
+  *it = *in;
+  it->id = s->next_id++;
+  it->owned = 0;
+  e->count++;
+}
+
 int tc_put(tc_store *s, const char *key, size_t klen, void *sess, int tls13,
            double now, double expires, int64_t wall_expires) {
   uint64_t h;
   tc_entry *e;
-  tc_item *it;
+  tc_item in;
   if (s->closed || expires <= now) {
     s->freefn(sess);
     return 0;
@@ -183,29 +222,16 @@ int tc_put(tc_store *s, const char *key, size_t klen, void *sess, int tls13,
   h = hashkey(s->cfg.seed, key, klen);
   e = find(s, key, klen, h);
   if (e == NULL) {
-    size_t cap = (size_t)s->cfg.tickets_max;
-    size_t sz = sizeof *e + (cap - 1) * sizeof e->items[0];
     if (s->size >= s->cfg.max && s->tail) {
       remove_entry(s, s->tail);
       s->stats.evictions++;
     }
-    e = (tc_entry *)malloc(sz + klen + 1);
+    e = new_entry(s, key, klen, h, tls13);
     if (e == NULL) {
       s->freefn(sess);
       return 0;
     }
-    e->key = (char *)e + sz;
-    memcpy(e->key, key, klen);
-    e->key[klen] = '\0';
-    e->klen = klen;
-    e->hash = h;
-    e->count = 0;
-    e->tls13 = tls13;
-    if (s->size >= s->nbuckets) grow(s);
-    e->hnext = s->buckets[h & (s->nbuckets - 1)];
-    s->buckets[h & (s->nbuckets - 1)] = e;
     push_front(s, e);
-    s->size++;
   } else {
     touch(s, e);
     if (e->tls13 != tls13 || !tls13) {
@@ -217,18 +243,57 @@ int tc_put(tc_store *s, const char *key, size_t klen, void *sess, int tls13,
       drop_item(s, e, e->count - 1, 1);    /* the oldest ticket */
     }
   }
-  memmove(&e->items[1], &e->items[0], (size_t)e->count * sizeof e->items[0]);
-  it = &e->items[0];
-  it->sess = sess;
-  it->id = s->next_id++;
-  it->stored = now;
-  it->expires = expires;
-  it->wall_expires = wall_expires;
-  it->tls13 = tls13;
-  it->owned = 0;
-  e->count++;
+  memset(&in, 0, sizeof in);
+  in.sess = sess;
+  in.stored = now;
+  in.expires = expires;
+  in.wall_expires = wall_expires;
+  in.tls13 = tls13;
+  insert_item(s, e, 0, &in);
   s->stats.stores++;
   return 1;
+}
+
+int tc_put_loaded(tc_store *s, const char *key, size_t klen, const tc_item *in,
+                  double now, int where) {
+  uint64_t h;
+  tc_entry *e;
+  int i = 0;
+  if (s->closed || in->expires <= now) goto refuse;
+  h = hashkey(s->cfg.seed, key, klen);
+  e = find(s, key, klen, h);
+  if (e == NULL) {
+    if (s->size >= s->cfg.max) {
+      if (where != TC_LOAD_FRONT || s->tail == NULL) goto refuse;
+      remove_entry(s, s->tail);
+      s->stats.evictions++;
+    }
+    e = new_entry(s, key, klen, h, in->tls13);
+    if (e == NULL) goto refuse;
+    if (where == TC_LOAD_FRONT) push_front(s, e); else push_back(s, e);
+  } else {
+    /* what is in memory came from the server more recently than any file:
+     * the loaded item only fills room that nothing fresher needs */
+    if (e->tls13 != in->tls13) goto refuse;
+    while (i < e->count && e->items[i].wall_expires >= in->wall_expires) i++;
+    if (!in->tls13) {
+      if (i > 0) goto refuse;
+      while (e->count) drop_item(s, e, 0, 1);
+    } else if (e->count == s->cfg.tickets_max) {
+      if (i == e->count) goto refuse;
+      drop_item(s, e, e->count - 1, 1);    /* the oldest ticket */
+    }
+  }
+  insert_item(s, e, i, in);
+  s->stats.loaded++;
+  return 1;
+refuse:
+  s->freefn(in->sess);
+  return 0;
+}
+
+const tc_entry *tc_lookup(const tc_store *s, const char *key, size_t klen) {
+  return find(s, key, klen, hashkey(s->cfg.seed, key, klen));
 }
 
 int tc_take(tc_store *s, const char *key, size_t klen, double now, tc_item *out) {

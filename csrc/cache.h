@@ -42,6 +42,7 @@ typedef struct tc_config {
 
 typedef struct tc_stats {
   uint64_t hits, misses, stores, evictions, expired, offered, resumed, rejected;
+  uint64_t loaded;      /* items stored by tc_put_loaded (not in stores) */
 } tc_stats;
 
 /* One stored session as seen from outside. */
@@ -73,6 +74,31 @@ tc_stats *tc_statsp(tc_store *s);
  */
 int tc_put(tc_store *s, const char *key, size_t klen, void *sess, int tls13,
            double now, double expires, int64_t wall_expires);
+
+/* Where tc_put_loaded puts an entry it has to create. */
+enum {
+  TC_LOAD_FRONT,        /* most recently used; a full store evicts its LRU entry */
+  TC_LOAD_BACK          /* least recently used; a full store refuses it */
+};
+
+/*
+ * Store a session that comes from saved data rather than from a handshake:
+ * like tc_put, but it never displaces a fresher session. `in` gives sess,
+ * tls13, stored (may lie in the past), expires and wall_expires; ownership
+ * of in->sess always passes to the cache. An existing entry keeps its place
+ * in the MRU order and is refused when it holds the other protocol (the
+ * server spoke that more recently) or, for TLS 1.2, a session whose wall
+ * expiry is not earlier. A TLS 1.3 ticket is inserted after every ticket
+ * that expires no earlier, and refused when the entry is full of those; the
+ * ticket it displaces in a full entry is the oldest. A new entry goes where
+ * `where` says. Returns 1 when stored.
+ */
+int tc_put_loaded(tc_store *s, const char *key, size_t klen, const tc_item *in,
+                  double now, int where);
+
+/* The entry named exactly `key`, or NULL; changes nothing (no expiry, no
+ * MRU touch, no stats). Valid until the next call that changes the store. */
+const tc_entry *tc_lookup(const tc_store *s, const char *key, size_t klen);
 
 /*
  * Find a session to offer for `key`, dropping expired items on the way.

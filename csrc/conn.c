@@ -46,6 +46,7 @@ typedef struct tc_conn {
   int closed, broken, handshaked;
   int offered, reused, owned;
   uint64_t offered_id;
+  SSL_SESSION *offered_sess;   /* owns one reference until the handshake ends */
   int captured;                /* sessions this connection delivered */
   size_t first, last;          /* unread bytes are buf[first..last) */
   char buf[BUFSIZE];
@@ -61,8 +62,7 @@ double tc_session_lifetime(SSL_SESSION *sess, double cap) {
   double life;
   if (SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION) {
     if (hint == 0) return 0;   /* RFC 8446 4.6.1: zero means discard at once */
-    life = (double)hint;
-    if (tmo > 0 && (double)tmo < life) life = (double)tmo;
+    life = (double)hint;       /* a ticket's own lifetime is its hint */
     if (life > TLS13_CAP) life = TLS13_CAP;
   } else {
     /* RFC 5077: a hint of zero means unspecified, the library's timeout rules */
@@ -187,6 +187,8 @@ static void release(tc_conn *c) {
     SSL_free(c->ssl);
     c->ssl = NULL;
   }
+  SSL_SESSION_free(c->offered_sess);   /* a handshake that failed */
+  c->offered_sess = NULL;
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   if (c->store) tc_store_unref(c->store);
@@ -227,8 +229,10 @@ static void offer(tc_conn *c) {
     c->owned = it.owned;
     c->offered_id = it.id;
     tc_statsp(c->store)->offered++;
+    c->offered_sess = s;                    /* ours until the handshake ends */
+  } else {
+    SSL_SESSION_free(s);
   }
-  SSL_SESSION_free(s);
 }
 
 /* After a resumption OpenSSL checks no certificate: a session may only be
@@ -266,6 +270,17 @@ static int handshake(tc_conn *c, double deadline, tc_err *e) {
               c->sni ? c->sni : c->host);
     return 0;
   }
+  /* RFC 5077 3.3: a TLS 1.2 server may renew the ticket in an abbreviated
+   * handshake (nginx does when the ticket's key is no longer the newest),
+   * and the client should use the new one. OpenSSL then replaces the
+   * connection's session object but calls the new-session callback only
+   * after full handshakes: capture it here, or the old ticket is offered
+   * until the server retires its key and refuses it. */
+  if (c->reused && c->offered_sess && SSL_get0_session(c->ssl) != c->offered_sess &&
+      SSL_version(c->ssl) != TLS1_3_VERSION)
+    tc_conn_new_session(c->ssl, SSL_get0_session(c->ssl));
+  SSL_SESSION_free(c->offered_sess);
+  c->offered_sess = NULL;
   return 1;
 }
 
@@ -463,7 +478,9 @@ static int conn_receive(lua_State *L) {
     count = (size_t)n;
     mode = 'n';
   } else if (!lua_isnoneornil(L, 2)) {
-    const char *p = luaL_checkstring(L, 2);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    if (strlen(p) != n) return luaL_argerror(L, 2, "invalid receive pattern");   /* "l\0..." */
     if (*p == '*') p++;
     if (strcmp(p, "l") == 0) mode = 'l';
     else if (strcmp(p, "a") == 0) mode = 'a';

@@ -10,6 +10,7 @@
 #include "tlscache.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -28,7 +29,9 @@ int tc_net_wait(int fd, int forwrite, double deadline) {
     if (deadline >= 0) {
       double left = deadline - tc_now();
       if (left <= 0) return 0;
-      ms = (int)ceil(left * 1000.0);
+      /* settimeout(math.huge) and the like: converting a double beyond
+       * INT_MAX to int is undefined; poll at most ~24 days, then loop */
+      ms = left * 1000.0 < (double)INT_MAX ? (int)ceil(left * 1000.0) : INT_MAX;
     }
     p.fd = fd;
     p.events = forwrite ? POLLOUT : POLLIN;

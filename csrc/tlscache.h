@@ -1,6 +1,6 @@
 /*
  * Declarations shared by the parts of tlscache.core. Each part (vhost.c,
- * conn.c, net.c, util.c) keeps everything else static.
+ * conn.c, net.c, util.c, persist.c) keeps everything else static.
  */
 #ifndef TLSCACHE_H
 #define TLSCACHE_H
@@ -101,5 +101,12 @@ int tc_conn_connect(lua_State *L);                 /* vh:connect */
 int tc_conn_new_session(SSL *ssl, SSL_SESSION *sess);  /* SSL_CTX callback */
 /* Lifetime a fresh session may be kept, in seconds (0: do not store). */
 double tc_session_lifetime(SSL_SESSION *sess, double cap);
+
+/* ---- persist.c: saving and loading sessions ---- */
+
+int tc_persist_session_save(lua_State *L);         /* vh:session_save */
+int tc_persist_session_load(lua_State *L);         /* vh:session_load */
+int tc_persist_save_file(lua_State *L);            /* vh:save_file */
+int tc_persist_load_file(lua_State *L);            /* vh:load_file */
 
 #endif

@@ -125,6 +125,18 @@ static int fingerprint(tc_vhost *vh, const vh_opts *o) {
   return ok;
 }
 
+/* Encrypted keys: the vhost's password, or fail at once (never prompt). */
+static int password_cb(char *buf, int size, int rwflag, void *u) {
+  const char *pw = (const char *)u;
+  size_t n;
+  (void)rwflag;
+  if (pw == NULL || size <= 0) return 0;
+  n = strlen(pw);
+  if (n > (size_t)size) return 0;
+  memcpy(buf, pw, n);
+  return (int)n;
+}
+
 /* Runtime problems with the files named: code "io" when a file cannot be
  * read at all, "tls" when OpenSSL refuses its content. */
 static int check_readable(tc_err *e, const char *what, const char *path) {
@@ -163,10 +175,9 @@ static int setup_ctx(tc_vhost *vh, const vh_opts *o, tc_err *e) {
   if (o->cert) {
     const char *key = o->key ? o->key : o->cert;
     if (!check_readable(e, "certificate", o->cert) || !check_readable(e, "key", key)) return 0;
-    if (o->password) {
-      /* the callback copies from userdata: keep our own copy alive */
-      SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)vh->password);
-    }
+    /* our callback, always: OpenSSL's default one would prompt on a terminal */
+    SSL_CTX_set_default_passwd_cb(ctx, password_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)vh->password);
     if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
       tc_seterr_ssl(e, "tls", o->cert);
       return 0;
@@ -300,7 +311,7 @@ static int vh_stats(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)tc_max(vh->store)); lua_setfield(L, -2, "max");
 #define F(x) lua_pushinteger(L, (lua_Integer)st->x); lua_setfield(L, -2, #x)
   F(hits); F(misses); F(stores); F(evictions); F(expired);
-  F(offered); F(resumed); F(rejected);
+  F(offered); F(resumed); F(rejected); F(loaded);
 #undef F
   lua_pushboolean(L, vh->cache_on); lua_setfield(L, -2, "enabled");
   return 1;
@@ -383,6 +394,10 @@ static const luaL_Reg vh_methods[] = {
   { "stats", vh_stats },
   { "sessions", vh_sessions },
   { "flush", vh_flush },
+  { "session_save", tc_persist_session_save },
+  { "session_load", tc_persist_session_load },
+  { "save_file", tc_persist_save_file },
+  { "load_file", tc_persist_load_file },
   { "close", vh_close },
   { NULL, NULL }
 };

@@ -398,6 +398,188 @@ function helpers.nginx(opts)
 end
 
 ---------------------------------------------------------------------------
+-- C tools of the specs (spec/tools/NAME.c), built on first use
+
+--- Path of build/tools/NAME, compiled from spec/tools/NAME.c when missing
+-- or older than its source (atomically: several runs may race).
+function helpers.tool(name)
+  local src = helpers.root .. "/spec/tools/" .. name .. ".c"
+  local dir = helpers.root .. "/build/tools"
+  local bin = dir .. "/" .. name
+  if not sh("test -x " .. q(bin) .. " && test " .. q(bin) .. " -nt " .. q(src)) then
+    local tmp = bin .. ".tmp." .. tostring(math.random(1e9))
+    local ok = sh(string.format("mkdir -p %s && cc -std=c99 -O1 -g -Wall -Wextra %s -o %s " ..
+      "-lssl -lcrypto 2>%s.log && mv -f %s %s", q(dir), q(src), q(tmp), q(tmp), q(tmp), q(bin)))
+    if not ok then
+      local log = readfile(tmp .. ".log") or ""
+      sh("rm -f " .. q(tmp) .. " " .. q(tmp .. ".log"))
+      error("cannot build " .. src .. ":\n" .. log, 2)
+    end
+    sh("rm -f " .. q(tmp .. ".log"))
+  end
+  return abspath(bin)
+end
+
+--[[ helpers.tcserver(opts) -> server { port, pid, log, stop(), conns() }
+spec/tools/tcserver.c: a TLS server that misbehaves on purpose (see the
+comment at its top). GET / answers like s_server -www ("Reused, TLSv1.3" or
+"New, TLSv1.3"), so helpers.fetch and server_reused work with it.
+opts:
+  tls            "1.2" | "1.3" | nil (both)
+  cert           "server" (default) | "other" | "untrusted" | "expired"
+  num_tickets    TLS 1.3 tickets right after the handshake (default 2)
+  late           TLS 1.3 tickets sent after the response ...
+  late_delay     ... that many milliseconds after it
+  lifetime       session timeout = ticket lifetime hint, seconds (0 allowed)
+  no_ticket      session IDs (TLS 1.2) / stateful tickets (TLS 1.3)
+  ticket_key     string: fixed ticket keys, so tickets survive a restart
+  renew          ask for a fresh ticket at each ticket resumption
+  alpn           "h2,http/1.1" (the server's order decides)
+  no_close_notify  end each connection with a bare TCP FIN
+  fail_resumed   accept a resumption, then corrupt the server's next record
+  anti_replay    TLS 1.3: accept each ticket once
+  port           listen on this port
+srv.conns() parses the log: an array of { reused = bool, proto, sni, alpn,
+corrupted = bool, failed = bool }, one per connection, in order.
+]]
+function helpers.tcserver(opts)
+  opts = opts or {}
+  local pair = server_certs[opts.cert or "server"]
+  assert(pair, "unknown cert kind " .. tostring(opts.cert))
+  local bin = helpers.tool("tcserver")
+  local srv = start("tcserver", function(port)
+    local a = { bin, "-accept", tostring(port), "-cert", pair[1], "-key", pair[2] }
+    local function add(...) for _, x in ipairs{ ... } do a[#a + 1] = tostring(x) end end
+    if opts.tls then add("-tls", opts.tls) end
+    if opts.num_tickets then add("-num_tickets", opts.num_tickets) end
+    if opts.late then add("-late", opts.late) end
+    if opts.late_delay then add("-late_delay", opts.late_delay) end
+    if opts.lifetime then add("-lifetime", opts.lifetime) end
+    if opts.ticket_key then add("-ticket_key", opts.ticket_key) end
+    if opts.alpn then add("-alpn", opts.alpn) end
+    if opts.no_ticket then add("-no_ticket") end
+    if opts.renew then add("-renew") end
+    if opts.no_close_notify then add("-no_close_notify") end
+    if opts.fail_resumed then add("-fail_resumed") end
+    if opts.anti_replay then add("-anti_replay") end
+    local function ready(s) return (readfile(s.log) or ""):find("ACCEPT") ~= nil end
+    return a, ready
+  end, opts)
+  function srv.conns()
+    local list = {}
+    for line in srv.logtext():gmatch("[^\n]+") do
+      local n = line:match("^conn (%d+) ")
+      if n then
+        list[#list + 1] = {
+          reused = line:match("reused=1") ~= nil,
+          proto = line:match("proto=(%S+)"),
+          sni = line:match("sni=(%S+)"),
+          alpn = line:match("alpn=(%S*)"),
+          corrupted = line:match("corrupted=1") ~= nil,
+          failed = line:match("handshake failed") ~= nil,
+        }
+      end
+    end
+    return list
+  end
+  return srv
+end
+
+---------------------------------------------------------------------------
+-- GnuTLS gnutls-serv, in a network namespace
+
+--- A private network namespace with its loopback up, or nil, reason when
+-- this machine cannot make one (not root, no `ip`, a sandbox without
+-- namespaces). -> { name, exec = "ip netns exec NAME", delete() }
+function helpers.netns()
+  if not is_root then return nil, "network namespaces need root" end
+  if not sh("command -v ip >/dev/null 2>&1") then return nil, "no ip command (apt-get install iproute2)" end
+  local name = string.format("tlscache-%d-%d", os.time(), math.random(1e6))
+  if not sh("ip netns add " .. name .. " 2>/dev/null") then
+    return nil, "ip netns add failed (no network namespaces here?)"
+  end
+  local ns = { name = name, exec = "ip netns exec " .. name }
+  function ns.delete() sh("ip netns del " .. name .. " 2>/dev/null") end
+  if not sh(ns.exec .. " ip link set lo up") then
+    ns.delete()
+    return nil, "cannot bring up lo in a network namespace"
+  end
+  return ns
+end
+
+--[[ helpers.gnutls_serv(ns, opts) -> server { port, pid, log, stop(), conns() }
+gnutls-serv --http in the network namespace ns (helpers.netns()): it binds
+every address and cannot be told which, so it runs where the only address
+is that namespace's own loopback. Reach it from a process in the same
+namespace (helpers.run_lua(code, ns.exec)).
+opts:
+  tls          "1.2" | "1.3" | nil (both)
+  noticket     --noticket (no tickets; TLS 1.2 resumes by session ID)
+  nodb         --nodb (no session ID database)
+srv.conns(): one { resumed = bool, version } per connection, in order, from
+its log ("*** This is a resumed session").
+]]
+function helpers.gnutls_serv(ns, opts)
+  opts = opts or {}
+  local prio = ({ ["1.2"] = "NORMAL:-VERS-ALL:+VERS-TLS1.2", ["1.3"] = "NORMAL:-VERS-ALL:+VERS-TLS1.3" })[opts.tls or ""]
+    or "NORMAL"
+  local srv = start("gnutls-serv", function(port)
+    local a = { "ip", "netns", "exec", ns.name, "gnutls-serv", "--http", "-p", tostring(port),
+                "--x509certfile", helpers.certs.server, "--x509keyfile", helpers.certs.server_key,
+                "--priority", prio }
+    if opts.noticket then a[#a + 1] = "--noticket" end
+    if opts.nodb then a[#a + 1] = "--nodb" end
+    local function ready(s) return (readfile(s.log) or ""):find("listening on", 1, true) ~= nil end
+    return a, ready
+  end, opts)
+  function srv.conns()
+    local list = {}
+    local text, marker = srv.logtext(), "* Accepted connection"
+    local at = text:find(marker, 1, true)
+    while at do
+      local nxt = text:find(marker, at + 1, true)
+      local block = text:sub(at, (nxt or #text + 1) - 1)
+      at = nxt
+      list[#list + 1] = {
+        resumed = block:find("This is a resumed session", 1, true) ~= nil,
+        version = block:match("%- Version: (%S+)"),
+      }
+    end
+    return list
+  end
+  return srv
+end
+
+---------------------------------------------------------------------------
+-- child Lua processes (for what needs another environment: a faked clock,
+-- a network namespace)
+
+--- The command that starts this interpreter, for a child process.
+function helpers.lua_command()
+  if rawget(_G, "jit") then return "luajit" end
+  local v = _VERSION:match("Lua (%d%.%d)")
+  return "lua" .. v
+end
+
+--- Run `code` (Lua source) in a child interpreter of the same kind, with
+-- the same LUA_PATH/LUA_CPATH (and, under make asan, the same sanitizer
+-- preload), prefixed by `prefix` (e.g. "env FOO=1" or "ip netns exec NS").
+-- Returns ok (exit status 0), its standard output, its standard error.
+function helpers.run_lua(code, prefix)
+  local dir = mktempdir("child")
+  local script, out, err = dir .. "/child.lua", dir .. "/out", dir .. "/err"
+  writefile(script, code)
+  local cmd = string.format("%s %s %s >%s 2>%s", prefix or "", helpers.lua_command(),
+    q(script), q(out), q(err))
+  local a, _, c = os.execute(cmd)      -- not sh(): keep LD_PRELOAD (asan)
+  local ok
+  if type(a) == "number" then ok = a == 0 else ok = a == true and (c == nil or c == 0) end
+  local o, e = readfile(out) or "", readfile(err) or ""
+  if not os.getenv("TLSCACHE_KEEP") then sh("rm -rf " .. q(dir)) end
+  return ok, o, e
+end
+
+---------------------------------------------------------------------------
 -- listeners that never speak TLS
 
 --- A TCP listener on 127.0.0.1 that never accepts: the kernel completes the

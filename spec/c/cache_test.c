@@ -188,6 +188,80 @@ static void test_many(void) {
   CHECK(freed == 5000);
 }
 
+/* a loaded item: sess(v), stored 0, monotonic and wall expiry */
+static int load(tc_store *s, const char *k, int v, int tls13, double now, double exp,
+                int64_t wall, int where) {
+  tc_item in;
+  memset(&in, 0, sizeof in);
+  in.sess = sess(v);
+  in.tls13 = tls13;
+  in.expires = exp;
+  in.wall_expires = wall;
+  return tc_put_loaded(s, k, strlen(k), &in, now, where);
+}
+
+static void test_loaded_tls12_never_displaces(void) {
+  tc_store *s = store(10, 4, 0);
+  freed = 0;
+  tc_put(s, "a", 1, sess(1), 0, 0, 100, 1000);
+  CHECK(load(s, "a", 2, 0, 0, 100, 1000, TC_LOAD_FRONT) == 0);   /* same expiry: live kept */
+  CHECK(load(s, "a", 3, 0, 0, 100, 900, TC_LOAD_FRONT) == 0);    /* older: refused */
+  CHECK(freed == 2);
+  CHECK(take(s, "a", 1) == 1);
+  CHECK(load(s, "a", 4, 0, 0, 100, 1001, TC_LOAD_FRONT) == 1);   /* fresher: replaces */
+  CHECK(freed == 3 && take(s, "a", 1) == 4);
+  CHECK(load(s, "a", 5, 1, 0, 100, 5000, TC_LOAD_FRONT) == 0);   /* other protocol: refused */
+  CHECK(freed == 4 && take(s, "a", 1) == 4);
+  CHECK(load(s, "b", 6, 0, 50, 50, 5000, TC_LOAD_FRONT) == 0);   /* expired: refused */
+  CHECK(freed == 5 && tc_size(s) == 1);
+  CHECK(tc_statsp(s)->loaded == 1 && tc_statsp(s)->stores == 1);
+  tc_store_unref(s);
+}
+
+static void test_loaded_tls13_order(void) {
+  tc_store *s = store(10, 3, 0);
+  const tc_entry *e;
+  tc_item it;
+  tc_put(s, "h", 1, sess(1), 1, 0, 100, 1000);
+  tc_put(s, "h", 1, sess(2), 1, 0, 100, 2000);          /* items: 2 (2000), 1 (1000) */
+  CHECK(load(s, "h", 3, 1, 0, 100, 1500, TC_LOAD_FRONT) == 1);   /* between them */
+  e = tc_lookup(s, "h", 1);
+  CHECK(e && tc_entry_count(e) == 3);
+  CHECK(tc_entry_item(e, 0, &it) && val(&it) == 2);
+  CHECK(tc_entry_item(e, 1, &it) && val(&it) == 3);
+  CHECK(tc_entry_item(e, 2, &it) && val(&it) == 1);
+  freed = 0;
+  CHECK(load(s, "h", 4, 1, 0, 100, 500, TC_LOAD_FRONT) == 0);    /* full of fresher: refused */
+  CHECK(freed == 1);
+  CHECK(load(s, "h", 5, 1, 0, 100, 1200, TC_LOAD_FRONT) == 1);   /* displaces the oldest (1) */
+  CHECK(freed == 2);
+  e = tc_lookup(s, "h", 1);
+  CHECK(tc_entry_item(e, 2, &it) && val(&it) == 5);
+  CHECK(take(s, "h", 1) == 2 && take(s, "h", 1) == 3 && take(s, "h", 1) == 5);
+  CHECK(tc_lookup(s, "h", 1) == NULL && tc_lookup(s, "x", 1) == NULL);
+  tc_store_unref(s);
+}
+
+static void test_loaded_placement(void) {
+  tc_store *s = store(2, 0, 0);
+  size_t kl;
+  freed = 0;
+  CHECK(load(s, "a", 1, 0, 0, 100, 10, TC_LOAD_BACK) == 1);
+  CHECK(load(s, "b", 2, 0, 0, 100, 10, TC_LOAD_BACK) == 1);      /* after a: MRU order kept */
+  CHECK(strcmp(tc_entry_key(tc_next(s, NULL), &kl), "a") == 0);
+  CHECK(load(s, "c", 3, 0, 0, 100, 10, TC_LOAD_BACK) == 0);      /* full: no eviction */
+  CHECK(freed == 1 && tc_statsp(s)->evictions == 0);
+  CHECK(load(s, "a", 4, 0, 0, 100, 20, TC_LOAD_BACK) == 1);      /* existing entry: stays put */
+  CHECK(strcmp(tc_entry_key(tc_next(s, NULL), &kl), "a") == 0);
+  CHECK(load(s, "d", 5, 0, 0, 100, 10, TC_LOAD_FRONT) == 1);     /* evicts b, the LRU */
+  CHECK(tc_statsp(s)->evictions == 1 && take(s, "b", 1) == -1);
+  CHECK(strcmp(tc_entry_key(tc_next(s, NULL), &kl), "d") == 0);
+  tc_store_close(s);
+  CHECK(load(s, "e", 6, 0, 0, 100, 10, TC_LOAD_FRONT) == 0);     /* closed: refused, freed */
+  tc_store_unref(s);
+  CHECK(freed == 6);
+}
+
 int main(void) {
   test_tls12_reuse();
   test_tls13_single_use();
@@ -197,6 +271,9 @@ int main(void) {
   test_drop_flush_remove();
   test_refcount_and_close();
   test_many();
+  test_loaded_tls12_never_displaces();
+  test_loaded_tls13_order();
+  test_loaded_placement();
   printf("cache_test: %d passed, %d failed\n", passed, failed);
   return failed != 0;
 }
