@@ -35,8 +35,8 @@ for lua in "$@"; do
   # busted: "N successes / M failures / K errors / P pending : T seconds"
   s=$(grep -Eo '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -1)
   ok=$(echo "$s" | awk '{print $1}'); bad=$(echo "$s" | awk '{print $4 + $7}')
-  # the C unit test: "cache_test: N passed, M failed"
-  u=$(grep -Eo 'cache_test: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  # the C unit tests: "cache_test: N passed, M failed", "record_test: ..."
+  u=$(grep -Eo "[a-z_]+_test: [0-9]+ passed, [0-9]+ failed" "$log" | awk "{p+=\$2; f+=\$4} END {if (NR) print \"unit:\", p, \"passed,\", f, \"failed\"}")
   uok=$(echo "$u" | awk '{print $2}'); ubad=$(echo "$u" | awk '{print $4}')
   passed=$((passed + ${ok:-0} + ${uok:-0}))
   failed=$((failed + ${bad:-0} + ${ubad:-0}))

@@ -208,11 +208,6 @@ static int conn_close(lua_State *L) {
   return 1;
 }
 
-static int is_ip_literal(const char *host) {
-  unsigned char buf[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 /* Offer a cached session for this connection's entry, if any. */
 static void offer(tc_conn *c) {
   tc_item it;
@@ -238,11 +233,7 @@ static void offer(tc_conn *c) {
 /* After a resumption OpenSSL checks no certificate: a session may only be
  * resumed for a name its peer certificate is valid for. */
 static int resumed_name_ok(tc_conn *c) {
-  X509 *peer = SSL_get0_peer_certificate(c->ssl);
-  const char *name = c->sni ? c->sni : c->host;
-  if (peer == NULL) return 0;
-  if (is_ip_literal(name)) return X509_check_ip_asc(peer, name, 0) == 1;
-  return X509_check_host(peer, name, strlen(name), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+  return tc_cert_matches(SSL_get0_peer_certificate(c->ssl), c->sni ? c->sni : c->host);
 }
 
 static int handshake(tc_conn *c, double deadline, tc_err *e) {
@@ -291,7 +282,7 @@ int tc_conn_connect(lua_State *L) {
   tc_vhost *vh = tc_checkvhost(L, 1);
   size_t hostlen, snilen = 0, klen;
   const char *host = tc_checkcstring(L, 2, &hostlen);
-  int port = tc_checkport(L, 3), resume, nosni = 0;
+  int port = tc_checkport(L, 3), resume;
   const char *sni;
   double timeout, deadline;
   char key[TC_KEY_MAX];
@@ -301,14 +292,7 @@ int tc_conn_connect(lua_State *L) {
   tc_checkoptions(L, 4, connect_options);
   timeout = tc_optnumber(L, 4, "timeout", DEFAULT_TIMEOUT, 0, 1e9);
   resume = tc_optboolean(L, 4, "resume", 1);
-  if (!lua_isnoneornil(L, 4)) {
-    lua_getfield(L, 4, "servername");
-    nosni = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);   /* false: no SNI */
-    lua_pop(L, 1);
-  }
-  sni = nosni ? NULL : tc_optstring(L, 4, "servername", &snilen);
-  if (sni && (snilen == 0 || snilen > 255)) luaL_argerror(L, 4, "servername must be 1..255 bytes");
-  if (sni == NULL && !nosni && !is_ip_literal(host)) sni = host, snilen = hostlen;
+  sni = tc_optservername(L, 4, host, &snilen);
   lua_settop(L, 4);
 
   c = (tc_conn *)lua_newuserdata(L, sizeof *c);
@@ -357,7 +341,7 @@ int tc_conn_connect(lua_State *L) {
     const char *name = c->sni ? c->sni : c->host;
     int ok;
     SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    if (is_ip_literal(name))
+    if (tc_is_ip_literal(name))
       ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name);
     else
       ok = SSL_set1_host(c->ssl, name);

@@ -57,27 +57,15 @@ static const unsigned char *optkey(lua_State *L, int idx) {
   return (const unsigned char *)k;
 }
 
-static int ip_literal(const char *host) {
-  unsigned char buf[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 /* The cache key of (host, port) at 2 and 3 with opts.servername and
  * opts.alpn, by vh:connect's rules: servername defaults to host (none for
  * an IP literal), false sends none. Raises on bad arguments. */
 static size_t check_tuple(lua_State *L, int opts, char key[TC_KEY_MAX]) {
   size_t hostlen, snilen = 0, alpnlen, klen;
-  const char *host = tc_checkcstring(L, 2, &hostlen), *sni = NULL;
-  int port = tc_checkport(L, 3), nosni = 0;
+  const char *host = tc_checkcstring(L, 2, &hostlen), *sni;
+  int port = tc_checkport(L, 3);
   unsigned char *alpn;
-  if (!lua_isnoneornil(L, opts)) {
-    lua_getfield(L, opts, "servername");
-    nosni = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-  if (!nosni) sni = tc_optstring(L, opts, "servername", &snilen);
-  if (sni && (snilen == 0 || snilen > 255)) luaL_argerror(L, opts, "servername must be 1..255 bytes");
-  if (sni == NULL && !nosni && !ip_literal(host)) sni = host;
+  sni = tc_optservername(L, opts, host, &snilen);
   tc_optalpn(L, opts, "alpn", &alpn, &alpnlen);   /* malloc'd: nothing raises until freed */
   klen = tc_key(key, TC_KEY_MAX, host, port, sni, alpn, alpnlen);
   free(alpn);
@@ -168,10 +156,7 @@ static int cached(tc_store *st, const char *key, size_t klen, const SSL_SESSION 
 /* The peer certificate must be valid for the name the tuple verifies, as
  * conn.c checks again after a resumption. */
 static int peer_matches(const SSL_SESSION *s, const char *name) {
-  X509 *peer = SSL_SESSION_get0_peer((SSL_SESSION *)s);
-  if (peer == NULL) return 0;
-  if (ip_literal(name)) return X509_check_ip_asc(peer, name, 0) == 1;
-  return X509_check_host(peer, name, strlen(name), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+  return tc_cert_matches(SSL_SESSION_get0_peer((SSL_SESSION *)s), name);
 }
 
 /*

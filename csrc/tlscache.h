@@ -51,6 +51,14 @@ char *tc_strdup(const char *s, size_t n);
 const char *tc_checkcstring(lua_State *L, int arg, size_t *len);
 int tc_checkport(lua_State *L, int arg);
 
+/* The SNI name of a tuple from opts.servername: the string given, none for
+ * false, else host unless it is an IP literal. Raises when bad. The result
+ * points into opts or at host. */
+const char *tc_optservername(lua_State *L, int idx, const char *host, size_t *len);
+int tc_is_ip_literal(const char *host);
+/* Is the certificate valid for this DNS name or IP literal? */
+int tc_cert_matches(X509 *peer, const char *name);
+
 /* ALPN: a string or an array of strings into wire format (raises when bad).
  * Leaves nothing on the stack; *out is malloc'd (NULL when absent). */
 void tc_optalpn(lua_State *L, int idx, const char *k, unsigned char **out, size_t *len);

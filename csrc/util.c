@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 void tc_seterr(tc_err *e, const char *code, const char *fmt, ...) {
   va_list ap;
@@ -92,12 +95,15 @@ void tc_checkoptions(lua_State *L, int idx, const char *const known[]) {
 }
 
 /* push opts[k] (nil when opts is absent) */
+/* push opts[k] (nil when opts is absent); raw, as tc_checkoptions reads
+ * keys: no __index runs, and a string read stays anchored in the table */
 static int getopt_(lua_State *L, int idx, const char *k) {
   if (lua_isnoneornil(L, idx)) {
     lua_pushnil(L);
     return LUA_TNIL;
   }
-  lua_getfield(L, idx, k);
+  lua_pushstring(L, k);
+  lua_rawget(L, idx);
   return lua_type(L, -1);
 }
 
@@ -224,4 +230,34 @@ void tc_optalpn(lua_State *L, int idx, const char *k, unsigned char **out, size_
   lua_pop(L, 1);
   *out = w;
   *len = total;
+}
+
+int tc_is_ip_literal(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+int tc_cert_matches(X509 *peer, const char *name) {
+  if (peer == NULL) return 0;
+  if (tc_is_ip_literal(name)) return X509_check_ip_asc(peer, name, 0) == 1;
+  return X509_check_host(peer, name, strlen(name), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
+const char *tc_optservername(lua_State *L, int idx, const char *host, size_t *len) {
+  size_t n = 0;
+  const char *sni;
+  if (getopt_(L, idx, "servername") == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    *len = 0;
+    return NULL;                     /* false: send no SNI */
+  }
+  lua_pop(L, 1);
+  sni = tc_optstring(L, idx, "servername", &n);
+  if (sni && (n == 0 || n > 255)) luaL_error(L, "bad option 'servername' (1..255 bytes expected)");
+  if (sni == NULL && !tc_is_ip_literal(host)) {
+    sni = host;
+    n = strlen(host);
+  }
+  *len = n;
+  return sni;
 }
