@@ -44,7 +44,7 @@ SO = $(BUILD)/tlscache/core.so
 
 RUN_ENV = LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
-.PHONY: all deps test test-one unit certs demo lint install clean asan valgrind fuzz fuzz-corpus
+.PHONY: all deps test test-one unit certs demo lint install clean asan valgrind bench cache-bench fuzz fuzz-corpus
 all: $(SO)
 
 $(BUILD)/obj/%.o: csrc/%.c $(HDRS)
@@ -128,6 +128,24 @@ fuzz: $(FUZZ_BIN)
 # Remake the seed corpus from real connections to openssl s_server.
 fuzz-corpus: $(SO) certs
 	$(RUN_ENV) $(LUA) spec/fuzz/mkcorpus.lua spec/fuzz/corpus
+
+# Benchmarks (bench/): tlscache against a plain-OpenSSL C client and LuaSec,
+# time to first byte through a delaying proxy, and the cache micro-benchmark.
+#   make bench                   5 rounds x 2 s, lua5.1 lua5.4 luajit (~6 min)
+#   make bench BENCH_ARGS=--quick  under two minutes
+BENCH_ARGS ?=
+build/cache_bench: bench/cache_bench.c csrc/cache.c csrc/cache.h
+	@mkdir -p build
+	$(CC) -std=c99 -O2 -g $(WARN) -Icsrc bench/cache_bench.c csrc/cache.c -o $@
+
+cache-bench: build/cache_bench
+	./build/cache_bench $(CACHE_BENCH_SIZES)
+
+bench:
+	@TLSCACHE_EXTRA_PKGS="lua-sec" sh .ci/deps.sh
+	@for l in lua5.1 lua5.4 luajit; do $(MAKE) --no-print-directory all LUA=$$l || exit 1; done
+	$(LUA) bench/run.lua $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory cache-bench CACHE_BENCH_SIZES="$(if $(filter --quick,$(BENCH_ARGS)),10 1000 100000,)"
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --std=c99 \

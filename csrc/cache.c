@@ -298,6 +298,7 @@ int tc_put_loaded(tc_store *s, const char *key, size_t klen, const tc_item *in,
     }
   }
   insert_item(s, e, i, in);
+  e->items[i].loaded = 1;
   s->stats.loaded++;
   return 1;
 refuse:

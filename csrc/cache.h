@@ -54,6 +54,7 @@ typedef struct tc_item {
   int64_t wall_expires; /* Unix time of expiry, for saving */
   int tls13;
   int owned;            /* tc_take: 1 = removed from the cache, caller frees */
+  int loaded;           /* came from saved data (tc_put_loaded), not a handshake */
 } tc_item;
 
 tc_store *tc_store_new(const tc_config *cfg, tc_free_fn freefn);

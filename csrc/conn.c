@@ -45,6 +45,7 @@ typedef struct tc_conn {
   double timeout;              /* I/O timeout in seconds, < 0: block */
   int closed, broken, handshaked;
   int offered, reused, owned;
+  int offered_loaded;          /* the session offered came from saved data */
   uint64_t offered_id;
   SSL_SESSION *offered_sess;   /* owns one reference until the handshake ends */
   int captured;                /* sessions this connection delivered */
@@ -222,6 +223,7 @@ static void offer(tc_conn *c) {
   if (SSL_set_session(c->ssl, s) == 1) {    /* takes its own reference */
     c->offered = 1;
     c->owned = it.owned;
+    c->offered_loaded = it.loaded;
     c->offered_id = it.id;
     tc_statsp(c->store)->offered++;
     c->offered_sess = s;                    /* ours until the handshake ends */
@@ -231,7 +233,10 @@ static void offer(tc_conn *c) {
 }
 
 /* After a resumption OpenSSL checks no certificate: a session may only be
- * resumed for a name its peer certificate is valid for. */
+ * resumed for a name its peer certificate is valid for. A session captured
+ * here was verified for exactly this name (the name is part of its cache
+ * key), so only loaded sessions need the check; it costs ~9,000
+ * instructions, 2% of a resumed TLS 1.2 connection. */
 static int resumed_name_ok(tc_conn *c) {
   return tc_cert_matches(SSL_get0_peer_certificate(c->ssl), c->sni ? c->sni : c->host);
 }
@@ -255,7 +260,7 @@ static int handshake(tc_conn *c, double deadline, tc_err *e) {
       if (!c->owned) tc_drop(c->store, c->key, c->klen, c->offered_id);
     }
   }
-  if (c->reused && c->verify && !resumed_name_ok(c)) {
+  if (c->reused && c->verify && c->offered_loaded && !resumed_name_ok(c)) {
     c->broken = 1;
     tc_seterr(e, "verify", "resumed session's certificate does not match %s",
               c->sni ? c->sni : c->host);
