@@ -255,9 +255,15 @@ static int handshake(tc_conn *c, double deadline, tc_err *e) {
     if (c->reused) {
       tc_statsp(c->store)->resumed++;
     } else {
-      /* refused by the server: never offer it again */
+      /* refused by the server: never offer it again. A refused TLS 1.3
+       * ticket means the server lost its ticket keys or its cache (a
+       * restart): the entry's older tickets are as dead, so they go too,
+       * before this connection's new tickets arrive. A TLS 1.2 server's new
+       * session was already captured during this handshake, so only the
+       * refused one goes. */
       tc_statsp(c->store)->rejected++;
-      if (!c->owned) tc_drop(c->store, c->key, c->klen, c->offered_id);
+      if (SSL_version(c->ssl) == TLS1_3_VERSION) tc_remove(c->store, c->key, c->klen);
+      else if (!c->owned) tc_drop(c->store, c->key, c->klen, c->offered_id);
     }
   }
   if (c->reused && c->verify && c->offered_loaded && !resumed_name_ok(c)) {

@@ -350,9 +350,17 @@ static int vh_sessions(lua_State *L) {
     lua_pushinteger(L, atoi(k + hl + 1)); lua_setfield(L, -2, "port");
     if (sl) { lua_pushlstring(L, k + hl + pl + 2, sl); lua_setfield(L, -2, "servername"); }
     if (klen > hl + pl + sl + 3) {
-      /* first protocol of the per-connection ALPN override */
+      /* the per-connection ALPN override, as the array it was given as */
       const unsigned char *a = (const unsigned char *)k + hl + pl + sl + 3;
-      lua_pushlstring(L, (const char *)a + 1, a[0]); lua_setfield(L, -2, "alpn");
+      const unsigned char *end = (const unsigned char *)k + klen;
+      int j = 0;
+      lua_newtable(L);
+      while (a < end && a + 1 + a[0] <= end) {
+        lua_pushlstring(L, (const char *)a + 1, a[0]);
+        lua_rawseti(L, -2, ++j);
+        a += 1 + a[0];
+      }
+      lua_setfield(L, -2, "alpn");
     }
     lua_pushstring(L, proto_name((SSL_SESSION *)it.sess)); lua_setfield(L, -2, "protocol");
     lua_pushinteger(L, tc_entry_count(e)); lua_setfield(L, -2, "tickets");

@@ -350,7 +350,7 @@ describe("cache", function()
     assert.are.equal(true, r.server_reused)
     assert.are.equal("h2", r.info.alpn)
     local list = vh:sessions()
-    assert.are.equal("h2", list[1].alpn)
+    assert.are.same({ "h2" }, list[1].alpn)
     assert.is_nil(list[2].alpn)
   end)
 

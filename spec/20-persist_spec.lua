@@ -220,7 +220,7 @@ print("load " .. tostring(vh:session_load("127.0.0.1", PORT, blob, { servername 
     t, out = child_resume(src, srv.port, string.format([[
 print("load " .. tostring((vh:load_file(%q))))
 local s = vh:sessions()[1]
-print("entry " .. s.host .. "," .. s.servername .. "," .. s.alpn)]], fpath),
+print("entry " .. s.host .. "," .. s.servername .. "," .. table.concat(s.alpn, ";"))]], fpath),
       '{ servername = "alt.test", alpn = "h2" }')
     assert.are.equal("1", t.load, out)
     assert.are.equal("127.0.0.1,alt.test,h2", t.entry, out)
