@@ -116,6 +116,7 @@ local function live_sessions()
 end
 
 local samples = {}
+local T0 = socket.gettime()
 local function sample(tag)
   collectgarbage()
   collectgarbage()
