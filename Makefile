@@ -42,7 +42,7 @@ HDRS = $(wildcard csrc/*.h)
 OBJS = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 SO = $(BUILD)/tlscache/core.so
 
-RUN_ENV = LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
+RUN_ENV = TLSCACHE_LUA=$(LUA) LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
 .PHONY: all deps test test-one unit certs demo lint install clean asan valgrind bench cache-bench fuzz fuzz-corpus
 all: $(SO)
@@ -116,6 +116,7 @@ FUZZ_SAN ?= address,undefined
 FUZZ_BIN = build/fuzz/fuzz_record-$(subst $(comma),-,$(FUZZ_SAN))
 comma := ,
 $(FUZZ_BIN): spec/fuzz/fuzz_record.c csrc/record.c csrc/record.h
+	@TLSCACHE_EXTRA_PKGS="clang" sh .ci/deps.sh
 	@mkdir -p build/fuzz/corpus
 	$(FUZZ_CC) -std=c99 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,$(FUZZ_SAN) \
 	  -fno-sanitize-recover=undefined -Icsrc -DOPENSSL_API_COMPAT=30000 \

@@ -3,7 +3,7 @@
 # As root, install what is missing; otherwise print the exact command.
 PKGS="gcc make pkg-config openssl libssl-dev lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev
 luajit libluajit-5.1-dev lua-busted lua-socket luarocks nginx-light faketime gnutls-bin
-valgrind cppcheck"
+valgrind cppcheck iproute2"
 [ -n "$TLSCACHE_EXTRA_PKGS" ] && PKGS="$PKGS $TLSCACHE_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
