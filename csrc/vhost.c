@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 static const char *const vhost_options[] = {
@@ -183,7 +184,15 @@ static int setup_ctx(tc_vhost *vh, const vh_opts *o, tc_err *e) {
       return 0;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-      tc_seterr_ssl(e, "tls", key);
+      /* a certificate file without its key: OpenSSL 3 only says "unsupported" */
+      unsigned long first = ERR_peek_error();
+      if (o->key == NULL && (ERR_GET_REASON(first) == ERR_R_UNSUPPORTED ||
+                             ERR_GET_REASON(first) == PEM_R_NO_START_LINE)) {
+        ERR_clear_error();
+        tc_seterr(e, "tls", "%s: no private key in the certificate file (set 'key')", key);
+      } else {
+        tc_seterr_ssl(e, "tls", key);
+      }
       return 0;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

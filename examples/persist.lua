@@ -2,8 +2,8 @@
 --[[
 tlscache example: sessions that outlive the process.
 
-  lua examples/persist.lua HOST PORT [--cafile FILE] [--file PATH]
-                           [--keyfile FILE] [--tls 1.2|1.3] [--insecure]
+  lua5.4 examples/persist.lua HOST PORT [--cafile FILE] [--file PATH]
+                              [--keyfile FILE] [--tls 1.2|1.3] [--insecure]
 
 Loads the sessions saved by the previous run (if any) from PATH (default
 ./tlscache-sessions), connects once, fetches "/", prints whether the
@@ -11,16 +11,20 @@ connection resumed, as the client saw it and as the server said it (an
 `openssl s_server -www` page says "Reused" or "New"), then saves the cache
 back. Run it twice: the second run's first connection resumes.
 
-Try it against a local server (nothing is started for you):
+Try it against a local server (nothing is started for you), from a checkout
+after `make LUA=lua5.4 all certs` (the module and a throwaway CA):
 
+  export LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;"
   openssl s_server -www -accept 127.0.0.1:4433 \
     -cert build/certs/server.pem -key build/certs/server.key &
-  lua examples/persist.lua localhost 4433 --cafile build/certs/ca.pem
-  lua examples/persist.lua localhost 4433 --cafile build/certs/ca.pem
+  lua5.4 examples/persist.lua localhost 4433 --cafile build/certs/ca.pem
+  lua5.4 examples/persist.lua localhost 4433 --cafile build/certs/ca.pem
 
 --keyfile names a file holding a 32-byte key (e.g. `head -c 32
 /dev/urandom > key; chmod 600 key`): the saved sessions are then encrypted
-and authenticated with it, and the file is useless without it.
+and authenticated with it, and the file is useless without it. Without
+--keyfile the file holds live session secrets in the clear (mode 0600):
+see the README's "Security" section before you keep one.
 ]]
 local tlscache = require "tlscache"
 
@@ -41,7 +45,7 @@ do
   end
 end
 if not host or not port then
-  io.stderr:write("usage: lua examples/persist.lua HOST PORT [--cafile FILE] [--file PATH]\n"
+  io.stderr:write("usage: lua5.4 examples/persist.lua HOST PORT [--cafile FILE] [--file PATH]\n"
     .. "                       [--keyfile FILE] [--tls 1.2|1.3] [--insecure]\n")
   os.exit(2)
 end

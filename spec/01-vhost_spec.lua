@@ -178,6 +178,11 @@ describe("tlscache.vhost options", function()
       fails("tls", tlscache.vhost{ certificate = certs.client, key = certs.client2_key })
     end)
 
+    it("a certificate file without its key, and no 'key' option", function()
+      local msg = fails("tls", tlscache.vhost{ certificate = certs.client })
+      assert.equal("tls: " .. certs.client .. ": no private key in the certificate file (set 'key')", msg)
+    end)
+
     it("an encrypted key with a wrong password", function()
       fails("tls", tlscache.vhost{ certificate = certs.client, key = certs.client_enc_key,
                                    password = "wrong" })
