@@ -8,8 +8,10 @@ local tlscache = require "tlscache"
 local unpack = table.unpack or unpack
 local loadstring = loadstring or load
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q, readfile = helpers.q, helpers.readfile
 
+-- unlike helpers.capture, keeps LD_PRELOAD and the sanitizer options: the
+-- child interpreters run here must load the same (sanitized) build
 local function capture(cmd)
   local f = assert(io.popen(cmd, "r"))
   local s = f:read("*a")
@@ -17,18 +19,8 @@ local function capture(cmd)
   return s
 end
 
-local function readfile(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function writefile(path, data, mode)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
+  helpers.writefile(path, data)
   if mode then assert(helpers.sh("chmod " .. mode .. " " .. q(path))) end
 end
 

@@ -65,6 +65,7 @@ local function abspath(p)
 end
 
 helpers.readfile, helpers.writefile, helpers.sh, helpers.capture = readfile, writefile, sh, capture
+helpers.q = q
 
 local is_root = capture("id -u"):match("^0") ~= nil
 
