@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@ typedef struct tc_conn {
   int closed, broken, handshaked;
   int offered, reused, owned;
   int offered_loaded;          /* the session offered came from saved data */
+  int netref;                  /* ssl's BIO holds a reference on the BIO method */
   uint64_t offered_id;
   SSL_SESSION *offered_sess;   /* owns one reference until the handshake ends */
   int captured;                /* sessions this connection delivered */
@@ -188,6 +190,8 @@ static void release(tc_conn *c) {
     SSL_free(c->ssl);
     c->ssl = NULL;
   }
+  if (c->netref) tc_net_done();        /* after SSL_free: its BIO used the method */
+  c->netref = 0;
   SSL_SESSION_free(c->offered_sess);   /* a handshake that failed */
   c->offered_sess = NULL;
   if (c->fd >= 0) close(c->fd);
@@ -313,11 +317,12 @@ int tc_conn_connect(lua_State *L) {
   luaL_getmetatable(L, TC_CONN_MT);
   lua_setmetatable(L, -2);
   tc_optalpn(L, 4, "alpn", &c->alpn, &c->alpnlen);   /* may raise; c owns it */
-  c->closed = 0;
+  c->closed = 0;                   /* from here on __gc frees what c holds */
+  vh = tc_checkvhost(L, 1);        /* the allocations above may have run a __gc that closed it */
   klen = tc_key(key, sizeof key, host, port, sni, c->alpn, c->alpnlen);
   if (klen == 0) {
     release(c);
-    return luaL_argerror(L, 2, "host name or servername too long");
+    return luaL_argerror(L, 2, "host, servername and alpn too long together (1 KiB at most)");
   }
   c->key = tc_strdup(key, klen);
   if (c->key == NULL) {
@@ -342,9 +347,11 @@ int tc_conn_connect(lua_State *L) {
     tc_seterr_ssl(&e, "nomem", "SSL_new");
     goto fail;
   }
+  c->netref = 1;
   SSL_set_bio(c->ssl, bio, bio);       /* the SSL owns bio */
   SSL_set_ex_data(c->ssl, conn_index, c);
-  if (c->sni && !SSL_set_tlsext_host_name(c->ssl, c->sni)) {
+  /* RFC 6066 3: an IP literal is verified (below) but never sent as SNI */
+  if (c->sni && !tc_is_ip_literal(c->sni) && !SSL_set_tlsext_host_name(c->ssl, c->sni)) {
     tc_seterr_ssl(&e, "tls", "servername");
     goto fail;
   }
@@ -402,8 +409,15 @@ static int io_fail(lua_State *L, const tc_err *e) {
 
 /* ---- receive ---- */
 
-/* Make sure the buffer holds unread bytes. 0 = ok, -1 = *e set. */
+/* Make sure the buffer holds unread bytes. 0 = ok, -1 = *e set. Every
+ * luaL_Buffer addition can run finalizers (Lua allocates), and one of them
+ * may close this very connection: the receive loops call this before each
+ * use of c->ssl. */
 static int fill(tc_conn *c, double deadline, tc_err *e) {
+  if (c->closed) {           /* by a finalizer that ran while the buffer grew */
+    tc_seterr(e, "closed", "connection is closed");
+    return -1;
+  }
   if (c->first < c->last) return 0;
   c->first = c->last = 0;
   for (;;) {
@@ -557,36 +571,52 @@ static int conn_reused(lua_State *L) {
   return 1;
 }
 
-static void push_alpn(lua_State *L, tc_conn *c) {
+/* conn:getalpn() -> protocol | nil */
+static int conn_getalpn(lua_State *L) {
+  tc_conn *c = toconn(L, 1);
   const unsigned char *p = NULL;
   unsigned int n = 0;
   if (c->ssl) SSL_get0_alpn_selected(c->ssl, &p, &n);
-  if (n) lua_pushlstring(L, (const char *)p, n);
+  if (n) lua_pushlstring(L, (const char *)p, n);   /* copies before it can allocate */
   else lua_pushnil(L);
-}
-
-/* conn:getalpn() -> protocol | nil */
-static int conn_getalpn(lua_State *L) {
-  push_alpn(L, toconn(L, 1));
   return 1;
 }
 
 /* conn:info() -> { protocol, cipher, alpn, reused, offered, servername, host, port, ... } */
 static int conn_info(lua_State *L) {
   tc_conn *c = toconn(L, 1);
-  lua_createtable(L, 0, 10);
-  lua_pushboolean(L, c->reused); lua_setfield(L, -2, "reused");
-  lua_pushboolean(L, c->offered); lua_setfield(L, -2, "offered");
-  lua_pushboolean(L, c->closed); lua_setfield(L, -2, "closed");
-  lua_pushinteger(L, c->captured); lua_setfield(L, -2, "sessions_captured");
-  if (c->closed) return 1;
-  lua_pushstring(L, SSL_get_version(c->ssl)); lua_setfield(L, -2, "protocol");
-  lua_pushstring(L, SSL_get_cipher_name(c->ssl)); lua_setfield(L, -2, "cipher");
-  push_alpn(L, c); lua_setfield(L, -2, "alpn");
-  if (c->sni) { lua_pushstring(L, c->sni); lua_setfield(L, -2, "servername"); }
-  lua_pushstring(L, c->host); lua_setfield(L, -2, "host");
-  lua_pushinteger(L, c->port); lua_setfield(L, -2, "port");
-  lua_pushboolean(L, c->verify); lua_setfield(L, -2, "verified");
+  /* copied first: building the table can run a finalizer that closes c */
+  int closed = c->closed, reused = c->reused, offered = c->offered, verify = c->verify;
+  int captured = c->captured, port = c->port;
+  const char *version = NULL, *cipher = NULL;      /* static strings of OpenSSL's */
+  char key[TC_KEY_MAX], alpn[256];
+  size_t hostlen = 0, alpnlen = 0;
+  long snioff = -1;
+  if (!closed) {
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    version = SSL_get_version(c->ssl);
+    cipher = SSL_get_cipher_name(c->ssl);
+    SSL_get0_alpn_selected(c->ssl, &p, &n);
+    if (n) memcpy(alpn, p, alpnlen = n);
+    memcpy(key, c->key, c->klen);
+    hostlen = strlen(c->host);
+    if (c->sni) snioff = (long)(c->sni - c->key);
+  }
+  lua_createtable(L, 0, 12);
+  lua_pushboolean(L, reused); lua_setfield(L, -2, "reused");
+  lua_pushboolean(L, offered); lua_setfield(L, -2, "offered");
+  lua_pushboolean(L, closed); lua_setfield(L, -2, "closed");
+  lua_pushinteger(L, captured); lua_setfield(L, -2, "sessions_captured");
+  if (closed) return 1;
+  lua_pushstring(L, version); lua_setfield(L, -2, "protocol");
+  lua_pushstring(L, cipher); lua_setfield(L, -2, "cipher");
+  if (alpnlen) lua_pushlstring(L, alpn, alpnlen); else lua_pushnil(L);
+  lua_setfield(L, -2, "alpn");
+  if (snioff >= 0) { lua_pushstring(L, key + snioff); lua_setfield(L, -2, "servername"); }
+  lua_pushlstring(L, key, hostlen); lua_setfield(L, -2, "host");
+  lua_pushinteger(L, port); lua_setfield(L, -2, "port");
+  lua_pushboolean(L, verify); lua_setfield(L, -2, "verified");
   return 1;
 }
 
@@ -605,8 +635,13 @@ static int conn_dirty(lua_State *L) {
 
 static int conn_tostring(lua_State *L) {
   tc_conn *c = toconn(L, 1);
-  if (c->closed) lua_pushliteral(L, "tlscache.connection (closed)");
-  else lua_pushfstring(L, "tlscache.connection %s:%d (%p)", c->host, c->port, (void *)c);
+  char host[TC_KEY_MAX];               /* a copy: pushing may run a finalizer */
+  if (c->closed) {
+    lua_pushliteral(L, "tlscache.connection (closed)");
+  } else {
+    snprintf(host, sizeof host, "%s", c->host);
+    lua_pushfstring(L, "tlscache.connection %s:%d (%p)", host, c->port, (void *)c);
+  }
   return 1;
 }
 
@@ -630,8 +665,13 @@ static const luaL_Reg conn_metamethods[] = {
   { NULL, NULL }
 };
 
+static void new_conn_index(void) {
+  conn_index = SSL_get_ex_new_index(0, (void *)"tlscache", NULL, NULL, NULL);
+}
+
 int tc_conn_open(lua_State *L) {
-  if (conn_index < 0) conn_index = SSL_get_ex_new_index(0, (void *)"tlscache", NULL, NULL, NULL);
+  static pthread_once_t once = PTHREAD_ONCE_INIT;    /* one slot for every Lua state */
+  pthread_once(&once, new_conn_index);
   if (conn_index < 0) return luaL_error(L, "tlscache: no SSL ex_data slot");
   luaL_newmetatable(L, TC_CONN_MT);
   tc_setfuncs(L, conn_metamethods, 0);

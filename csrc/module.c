@@ -19,8 +19,10 @@ static int m_now(lua_State *L) {
   return 1;
 }
 
-/* Finalizer of a sentinel made at open: it runs when the Lua state closes,
- * after every connection (made later, so finalized earlier). */
+/* Finalizer of a sentinel made at open: it holds the state's reference on
+ * the shared BIO method between connections (each connection's BIO holds
+ * its own, so the order in which lua_close finalizes them does not matter,
+ * nor a reload of the module that drops an older sentinel). */
 static int m_done(lua_State *L) {
   int *live = (int *)lua_touserdata(L, 1);
   if (*live) tc_net_done();

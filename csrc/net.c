@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -114,10 +115,15 @@ typedef struct sockbio {
   int eof;                     /* the last read saw end of stream */
 } sockbio;
 
-/* Shared by every Lua state that loaded the module; freed with the last one
- * (lua_close unloads the library, so a process-lifetime object would leak). */
+/* Shared by every Lua state that loaded the module (each holds one
+ * reference through its sentinel, module.c) and by every live BIO (each
+ * holds one too, so a connection that outlives a reloaded module's sentinel
+ * still finds it); freed with the last user (lua_close unloads the library,
+ * so a process-lifetime object would leak). The lock: Lua states may live
+ * in several threads. */
 static BIO_METHOD *bio_method;
 static int bio_users;
+static pthread_mutex_t bio_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int sb_write(BIO *b, const char *buf, int len) {
   sockbio *sb = (sockbio *)BIO_get_data(b);
@@ -174,37 +180,47 @@ static int sb_destroy(BIO *b) {
 }
 
 void tc_net_done(void) {
+  pthread_mutex_lock(&bio_lock);
   if (bio_users > 0 && --bio_users == 0) {
     BIO_meth_free(bio_method);
     bio_method = NULL;
   }
+  pthread_mutex_unlock(&bio_lock);
 }
 
 int tc_net_init(void) {
+  int ok = 1;
+  pthread_mutex_lock(&bio_lock);
   if (bio_method) {
     bio_users++;
-    return 1;
+  } else {
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                              "tlscache socket");
+    if (bio_method == NULL) {
+      ok = 0;
+    } else {
+      BIO_meth_set_write(bio_method, sb_write);
+      BIO_meth_set_read(bio_method, sb_read);
+      BIO_meth_set_puts(bio_method, sb_puts);
+      BIO_meth_set_ctrl(bio_method, sb_ctrl);
+      BIO_meth_set_create(bio_method, sb_create);
+      BIO_meth_set_destroy(bio_method, sb_destroy);
+      bio_users = 1;
+    }
   }
-  bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                            "tlscache socket");
-  if (bio_method == NULL) return 0;
-  BIO_meth_set_write(bio_method, sb_write);
-  BIO_meth_set_read(bio_method, sb_read);
-  BIO_meth_set_puts(bio_method, sb_puts);
-  BIO_meth_set_ctrl(bio_method, sb_ctrl);
-  BIO_meth_set_create(bio_method, sb_create);
-  BIO_meth_set_destroy(bio_method, sb_destroy);
-  bio_users = 1;
-  return 1;
+  pthread_mutex_unlock(&bio_lock);
+  return ok;
 }
 
 BIO *tc_net_bio(int fd) {
   BIO *b;
-  sockbio *sb = (sockbio *)OPENSSL_zalloc(sizeof *sb);
-  if (sb == NULL) return NULL;
-  b = BIO_new(bio_method);
+  sockbio *sb;
+  if (!tc_net_init()) return NULL;     /* the BIO's reference on the method */
+  sb = (sockbio *)OPENSSL_zalloc(sizeof *sb);
+  b = sb ? BIO_new(bio_method) : NULL;
   if (b == NULL) {
     OPENSSL_free(sb);
+    tc_net_done();
     return NULL;
   }
   sb->fd = fd;

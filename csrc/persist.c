@@ -69,7 +69,7 @@ static size_t check_tuple(lua_State *L, int opts, char key[TC_KEY_MAX]) {
   tc_optalpn(L, opts, "alpn", &alpn, &alpnlen);   /* malloc'd: nothing raises until freed */
   klen = tc_key(key, TC_KEY_MAX, host, port, sni, alpn, alpnlen);
   free(alpn);
-  if (klen == 0) luaL_argerror(L, 2, "host name or servername too long");
+  if (klen == 0) luaL_argerror(L, 2, "host, servername and alpn too long together (1 KiB at most)");
   return klen;
 }
 
@@ -298,6 +298,7 @@ int tc_persist_session_save(lua_State *L) {
   klen = check_tuple(L, 4, key);
   lua_settop(L, 4);
   lua_pushcfunction(L, push_bytes);    /* allocates under 5.1: before our malloc */
+  vh = tc_checkvhost(L, 1);            /* after the last allocation: a __gc may have closed it */
   tc_purge(vh->store, now);
   ent = tc_lookup(vh->store, key, klen);
   if (ent == NULL || record_of_entry(vh, ent, now, tc_wallnow(), &r) == 0)
@@ -332,6 +333,7 @@ int tc_persist_session_load(lua_State *L) {
   tc_checkoptions(L, 5, tuple_options);
   k = optkey(L, 5);
   klen = check_tuple(L, 5, key);
+  vh = tc_checkvhost(L, 1);            /* after the last allocation: a __gc may have closed it */
   tc_purge(vh->store, tc_now());
   /* asked for by name: like a new connection it may evict the LRU entry */
   if (!load_record(vh, blob, len, k, key, klen, TC_LOAD_FRONT, &stored, &e))
@@ -385,15 +387,19 @@ static void sync_dir(const char *path) {
  * directory, mode 0600 whatever the umask, written, synced and renamed over
  * path. On failure path is untouched and the temporary file removed. */
 static int write_file_atomic(const char *path, const unsigned char *data, size_t n, tc_err *e) {
-  size_t pl = strlen(path);
+  size_t pl = strlen(path), keep = pl;
+  const char *base = strrchr(path, '/');
   char *tmp = (char *)malloc(pl + 8);
   int fd, saved;
   if (tmp == NULL) {
     tc_seterr(e, "nomem", "not enough memory");
     return 0;
   }
-  memcpy(tmp, path, pl);
-  memcpy(tmp + pl, ".XXXXXX", 8);
+  /* path.XXXXXX, its last part cut so as to stay within NAME_MAX (255) */
+  base = base ? base + 1 : path;
+  if (pl - (size_t)(base - path) > 255 - 7) keep = (size_t)(base - path) + 255 - 7;
+  memcpy(tmp, path, keep);
+  memcpy(tmp + keep, ".XXXXXX", 8);
   fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
     tc_seterr(e, "io", "%s: %s", path, strerror(errno));
@@ -477,6 +483,7 @@ int tc_persist_save_file(lua_State *L) {
   tc_err e;
   tc_checkoptions(L, 3, file_options);
   k = optkey(L, 3);
+  vh = tc_checkvhost(L, 1);            /* after the last allocation: a __gc may have closed it */
   img = file_image(vh, k, &len, &count, &e);
   if (img == NULL) return tc_pusherr(L, &e);
   ok = write_file_atomic(path, img, len, &e);
@@ -565,7 +572,7 @@ int tc_persist_load_file(lua_State *L) {
   memset(&ls, 0, sizeof ls);
   tc_checkoptions(L, 3, file_options);
   ls.key = optkey(L, 3);
-  ls.vh = vh;
+  ls.vh = vh = tc_checkvhost(L, 1);    /* after the last allocation: a __gc may have closed it */
   buf = read_file(path, &len, &e);
   if (buf == NULL) return tc_pusherr(L, &e);
   tc_purge(vh->store, tc_now());       /* expired entries must not take the room */

@@ -44,6 +44,9 @@ void tc_checkoptions(lua_State *L, int idx, const char *const known[]);
 int tc_optboolean(lua_State *L, int idx, const char *k, int def);
 lua_Number tc_optnumber(lua_State *L, int idx, const char *k, lua_Number def,
                         lua_Number min, lua_Number max);
+/* tc_optnumber that also raises on a fraction */
+lua_Number tc_optinteger(lua_State *L, int idx, const char *k, lua_Number def,
+                         lua_Number min, lua_Number max);
 const char *tc_optstring(lua_State *L, int idx, const char *k, size_t *len);
 int tc_optenum(lua_State *L, int idx, const char *k, int def, const char *const names[]);
 char *tc_strdup(const char *s, size_t n);
@@ -72,7 +75,8 @@ void tc_net_done(void);   /* one call per successful tc_net_init */
 int tc_net_connect(const char *host, int port, double deadline, tc_err *e);
 /* Wait for fd to be readable (or writable). 1 ready, 0 timed out, -1 error. */
 int tc_net_wait(int fd, int forwrite, double deadline);
-/* A BIO on fd whose writes never raise SIGPIPE; does not own fd. */
+/* A BIO on fd whose writes never raise SIGPIPE; does not own fd. It holds
+ * a reference on its BIO method: call tc_net_done() once it is freed. */
 BIO *tc_net_bio(int fd);
 
 /* ---- vhost.c ---- */

@@ -81,15 +81,16 @@ void tc_checkoptions(lua_State *L, int idx, const char *const known[]) {
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     int i;
+    size_t n;
     const char *k;
     lua_pop(L, 1);
     if (lua_type(L, -1) != LUA_TSTRING) {
       luaL_error(L, "option names must be strings (got %s)", luaL_typename(L, -1));
       return;
     }
-    k = lua_tostring(L, -1);
+    k = lua_tolstring(L, -1, &n);
     for (i = 0; known[i]; i++)
-      if (strcmp(known[i], k) == 0) break;
+      if (strlen(k) == n && strcmp(known[i], k) == 0) break;   /* "verify\0x" is unknown */
     if (known[i] == NULL) luaL_error(L, "unknown option '%s'", k);
   }
 }
@@ -138,6 +139,13 @@ lua_Number tc_optnumber(lua_State *L, int idx, const char *k, lua_Number def,
   return v;
 }
 
+lua_Number tc_optinteger(lua_State *L, int idx, const char *k, lua_Number def,
+                         lua_Number min, lua_Number max) {
+  lua_Number v = tc_optnumber(L, idx, k, def, min, max);
+  if (v != (lua_Number)(long)v) luaL_error(L, "bad option '%s' (integer expected)", k);
+  return v;
+}
+
 /* The string stays alive in the options table; callers copy what they keep. */
 const char *tc_optstring(lua_State *L, int idx, const char *k, size_t *len) {
   int t = getopt_(L, idx, k);
@@ -157,9 +165,10 @@ const char *tc_optstring(lua_State *L, int idx, const char *k, size_t *len) {
 int tc_optenum(lua_State *L, int idx, const char *k, int def, const char *const names[]) {
   int t = getopt_(L, idx, k), i, v = def;
   if (t == LUA_TSTRING) {
-    const char *s = lua_tostring(L, -1);
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
     for (i = 0; names[i]; i++)
-      if (strcmp(names[i], s) == 0) break;
+      if (strlen(s) == n && strcmp(names[i], s) == 0) break;   /* "none\0peer" is no name */
     if (names[i] == NULL) luaL_error(L, "bad option '%s' (invalid value '%s')", k, s);
     v = i;
   } else if (t != LUA_TNIL) {

@@ -57,12 +57,10 @@ static void read_options(lua_State *L, vh_opts *o) {
   o->ciphers = tc_optstring(L, 1, "ciphers", NULL);
   o->suites = tc_optstring(L, 1, "ciphersuites", NULL);
   o->cache_on = tc_optboolean(L, 1, "session_cache", 1);
-  o->cache_max = tc_optnumber(L, 1, "session_cache_max", 0, 0, 1e7);
-  if (o->cache_max != (lua_Number)(long)o->cache_max)
-    luaL_error(L, "bad option 'session_cache_max' (integer expected)");
+  o->cache_max = tc_optinteger(L, 1, "session_cache_max", 0, 0, 1e7);
   o->timeout = tc_optnumber(L, 1, "session_timeout", 0, 0, 1e9);
   o->ticket_reuse = tc_optboolean(L, 1, "ticket_reuse", 0);
-  o->tickets_max = (int)tc_optnumber(L, 1, "session_tickets_max", TC_DEFAULT_TICKETS, 1, TC_MAX_TICKETS);
+  o->tickets_max = (int)tc_optinteger(L, 1, "session_tickets_max", TC_DEFAULT_TICKETS, 1, TC_MAX_TICKETS);
 }
 
 static void free_session(void *sess) { SSL_SESSION_free((SSL_SESSION *)sess); }
@@ -309,20 +307,31 @@ static int vh_new(lua_State *L) {
   return 1;
 }
 
+/* A Lua allocation can run finalizers, and a collected connection's __gc
+ * stores the tickets it still had (evicting an entry when the cache is
+ * full), a user's __gc may even close the vhost. So the methods below copy
+ * what they report out of the cache in pure C first, and only then build
+ * their Lua tables: no pointer into the cache is held across a Lua call
+ * (persist.c keeps the same rule). */
+
 /* vh:stats() -> table */
 static int vh_stats(lua_State *L) {
   tc_vhost *vh = tc_checkvhost(L, 1);
-  const tc_stats *st;
+  tc_stats st;
+  size_t size, max;
+  int enabled = vh->cache_on;
   tc_purge(vh->store, tc_now());
-  st = tc_statsp(vh->store);
-  lua_createtable(L, 0, 10);
-  lua_pushinteger(L, (lua_Integer)tc_size(vh->store)); lua_setfield(L, -2, "size");
-  lua_pushinteger(L, (lua_Integer)tc_max(vh->store)); lua_setfield(L, -2, "max");
-#define F(x) lua_pushinteger(L, (lua_Integer)st->x); lua_setfield(L, -2, #x)
+  st = *tc_statsp(vh->store);
+  size = tc_size(vh->store);
+  max = tc_max(vh->store);
+  lua_createtable(L, 0, 12);
+  lua_pushinteger(L, (lua_Integer)size); lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)max); lua_setfield(L, -2, "max");
+#define F(x) lua_pushinteger(L, (lua_Integer)st.x); lua_setfield(L, -2, #x)
   F(hits); F(misses); F(stores); F(evictions); F(expired);
   F(offered); F(resumed); F(rejected); F(loaded);
 #undef F
-  lua_pushboolean(L, vh->cache_on); lua_setfield(L, -2, "enabled");
+  lua_pushboolean(L, enabled); lua_setfield(L, -2, "enabled");
   return 1;
 }
 
@@ -334,26 +343,75 @@ static const char *proto_name(const SSL_SESSION *s) {
   }
 }
 
-/* vh:sessions() -> { {host, port, servername, protocol, tickets, age, expires_in}, ... } */
-static int vh_sessions(lua_State *L) {
-  tc_vhost *vh = tc_checkvhost(L, 1);
+/* One entry of vh:sessions(), copied out of the cache. */
+typedef struct sess_row {
+  size_t koff, klen;           /* its key, in the bytes after the rows */
+  const char *protocol;        /* static */
+  int tickets;
+  double age, expires_in;
+} sess_row;
+
+/* Copy every live entry into rows[0..nrows) and their keys into keys[0..kcap).
+ * Returns the number copied, or -1 when they do not fit (the cache grew). */
+static long copy_rows(tc_store *st, double now, sess_row *rows, size_t nrows, char *keys,
+                      size_t kcap) {
   const tc_entry *e = NULL;
-  double now = tc_now();
-  int n = 0;
-  tc_purge(vh->store, now);
-  lua_createtable(L, (int)tc_size(vh->store), 0);
-  while ((e = tc_next(vh->store, e)) != NULL) {
-    size_t klen, hl, pl, sl;
+  size_t n = 0, off = 0;
+  while ((e = tc_next(st, e)) != NULL) {
+    size_t klen;
     const char *k = tc_entry_key(e, &klen);
-    tc_item it;
     double expires = 0;
+    tc_item it;
     int i;
-    hl = strlen(k);
-    pl = strlen(k + hl + 1);
-    sl = strlen(k + hl + pl + 2);
+    if (n == nrows || klen > kcap - off) return -1;
     for (i = 0; tc_entry_item(e, i, &it); i++)
       if (it.expires > expires) expires = it.expires;
     tc_entry_item(e, 0, &it);
+    memcpy(keys + off, k, klen);
+    rows[n].koff = off;
+    rows[n].klen = klen;
+    rows[n].protocol = proto_name((SSL_SESSION *)it.sess);
+    rows[n].tickets = tc_entry_count(e);
+    rows[n].age = now - it.stored;
+    rows[n].expires_in = expires - now;
+    off += klen;
+    n++;
+  }
+  return (long)n;
+}
+
+/* vh:sessions() -> { {host, port, servername, protocol, tickets, age, expires_in}, ... } */
+static int vh_sessions(lua_State *L) {
+  tc_vhost *vh = tc_checkvhost(L, 1);
+  double now = tc_now();
+  sess_row *rows;
+  const char *keys;
+  long n, r;
+  for (;;) {                           /* until no finalizer changed the cache meanwhile */
+    const tc_entry *e = NULL;
+    size_t count = 0, bytes = 0, klen;
+    tc_purge(vh->store, now);
+    while ((e = tc_next(vh->store, e)) != NULL) {
+      tc_entry_key(e, &klen);
+      count++;
+      bytes += klen;
+    }
+    lua_settop(L, 1);
+    rows = (sess_row *)lua_newuserdata(L, count * sizeof *rows + bytes + 1);
+    vh = tc_checkvhost(L, 1);          /* a finalizer may have closed it */
+    n = copy_rows(vh->store, now, rows, count, (char *)(rows + count), bytes);
+    if (n >= 0) {
+      keys = (const char *)(rows + count);
+      break;
+    }
+  }
+  lua_createtable(L, (int)n, 0);
+  for (r = 0; r < n; r++) {
+    const char *k = keys + rows[r].koff;
+    size_t klen = rows[r].klen, hl, pl, sl;
+    hl = strlen(k);
+    pl = strlen(k + hl + 1);
+    sl = strlen(k + hl + pl + 2);
     lua_createtable(L, 0, 8);
     lua_pushlstring(L, k, hl); lua_setfield(L, -2, "host");
     lua_pushinteger(L, atoi(k + hl + 1)); lua_setfield(L, -2, "port");
@@ -371,11 +429,11 @@ static int vh_sessions(lua_State *L) {
       }
       lua_setfield(L, -2, "alpn");
     }
-    lua_pushstring(L, proto_name((SSL_SESSION *)it.sess)); lua_setfield(L, -2, "protocol");
-    lua_pushinteger(L, tc_entry_count(e)); lua_setfield(L, -2, "tickets");
-    lua_pushnumber(L, now - it.stored); lua_setfield(L, -2, "age");
-    lua_pushnumber(L, expires - now); lua_setfield(L, -2, "expires_in");
-    lua_rawseti(L, -2, ++n);
+    lua_pushstring(L, rows[r].protocol); lua_setfield(L, -2, "protocol");
+    lua_pushinteger(L, rows[r].tickets); lua_setfield(L, -2, "tickets");
+    lua_pushnumber(L, rows[r].age); lua_setfield(L, -2, "age");
+    lua_pushnumber(L, rows[r].expires_in); lua_setfield(L, -2, "expires_in");
+    lua_rawseti(L, -2, (int)r + 1);
   }
   return 1;
 }
@@ -401,8 +459,13 @@ static int vh_flush(lua_State *L) {
 
 static int vh_tostring(lua_State *L) {
   tc_vhost *vh = tovhost(L, 1);
-  if (vh->closed) lua_pushliteral(L, "tlscache.vhost (closed)");
-  else lua_pushfstring(L, "tlscache.vhost %s (%p)", vh->name, (void *)vh);
+  char name[256];                      /* a copy: pushing may run a finalizer */
+  if (vh->closed) {
+    lua_pushliteral(L, "tlscache.vhost (closed)");
+  } else {
+    snprintf(name, sizeof name, "%s", vh->name);
+    lua_pushfstring(L, "tlscache.vhost %s (%p)", name, (void *)vh);
+  }
   return 1;
 }
 

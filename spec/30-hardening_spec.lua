@@ -192,6 +192,30 @@ describe("hardening", function()
       assert.are.same({ "other.test", "localhost" }, names)
     end)
 
+    it("an IP literal given as servername is verified as an address, never sent as SNI", function()
+      -- RFC 6066 3: "Literal IPv4 and IPv6 addresses are not permitted in HostName"
+      local srv = helpers.tcserver{ tls = "1.3" }
+      finally(srv.stop)
+      local vh = helpers.vhost{}
+      finally(function() vh:close() end)
+      local c = connect(vh, srv.port, { servername = "127.0.0.1" }, "localhost")
+      assert.are.equal("127.0.0.1", c:info().servername)
+      helpers.get(c)
+      c:close()
+      c = connect(vh, srv.port, { servername = "localhost" }, "localhost")
+      helpers.get(c)
+      c:close()
+      local conns = srv.conns()
+      assert.are.equal(2, #conns)
+      assert.are.equal("-", conns[1].sni)
+      assert.are.equal("localhost", conns[2].sni)
+      -- the address is checked against the certificate's IP entries
+      local other = helpers.s_server{ cert = "other" }  -- DNS:other.test only
+      finally(other.stop)
+      local conn, msg, code = vh:connect("localhost", other.port, { servername = "127.0.0.1", timeout = 10 })
+      fails("verify", conn, msg, code)
+    end)
+
     it("a client certificate's session is never offered by a vhost without it", function()
       -- the server asks for a client certificate but does not require one,
       -- and its page tells whether the connection presented one

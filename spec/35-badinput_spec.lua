@@ -92,6 +92,16 @@ describe("bad input", function()
       for _, k in ipairs{ "cafile", "capath", "certificate", "ciphers", "ciphersuites" } do
         raises(k, tlscache.vhost, { [k] = "x\0y" })
       end
+      -- a zero byte makes neither another value nor another key
+      raises("verify", tlscache.vhost, { verify = "none\0peer" })
+      raises("min_protocol", tlscache.vhost, { min_protocol = "tlsv1_3\0" })
+      raises("unknown option", tlscache.vhost, { ["verify\0x"] = "none" })
+    end)
+
+    it("raises for fractions where a count is expected", function()
+      raises("session_tickets_max", tlscache.vhost, { session_tickets_max = 1.5 })
+      raises("session_cache_max", tlscache.vhost, { session_cache_max = 2.5 })
+      assert.is_userdata((tlscache.vhost{ session_tickets_max = 2, session_cache_max = 3 }))
     end)
 
     it("returns nil, io / tls for files and lists it cannot use: empty, huge, not there", function()
@@ -148,6 +158,10 @@ describe("bad input", function()
       bad("alpn", { alpn = "" })
       bad("alpn", { alpn = { "" } })
       bad("alpn", { alpn = BIG })
+      local many = {}                  -- a valid list, too long for a cache key
+      for i = 1, 8 do many[i] = string.rep(tostring(i), 200) end
+      bad("host, servername and alpn too long together", { alpn = many })
+      bad("unknown option", { ["timeout\0x"] = 1 })
       assert.are.equal(0, vh:stats().offered)
       still_works(vh, srv)
     end)
@@ -258,6 +272,12 @@ describe("bad input", function()
       raises("servername", vh.load_file, vh, "/dev/null", { servername = "x" })
       fails("io", vh.save_file, vh, "/nonexistent/dir/file")
       fails("io", vh.save_file, vh, "/tmp/" .. BIG)
+      -- a last part of 255 bytes is a valid name: the temporary file's must be too
+      local long = "/tmp/" .. string.rep("s", 255)
+      local n, err = vh:save_file(long)
+      assert.are.equal(vh:stats().size, n, err)
+      assert.is_true(helpers.sh("test \"$(stat -c %a " .. helpers.q(long) .. ")\" = 600"))
+      assert.is_true(helpers.sh("rm " .. helpers.q(long) .. " && ! ls /tmp/" .. string.rep("s", 248) .. ".* 2>/dev/null"))
       fails("io", vh.load_file, vh, "/nonexistent")
       fails("io", vh.load_file, vh, "/tmp")
       fails("io", vh.load_file, vh, "/dev/null")
