@@ -52,6 +52,8 @@ typedef struct tc_conn {
   SSL_SESSION *offered_sess;   /* owns one reference until the handshake ends */
   int captured;                /* sessions this connection delivered */
   size_t first, last;          /* unread bytes are buf[first..last) */
+  char *wpend;                 /* owned, or NULL: a chunk of a send that timed out, */
+  size_t wpendlen;             /* wpend[0..wpendlen) must be written before all else */
   char buf[BUFSIZE];
 } tc_conn;
 
@@ -184,6 +186,11 @@ static void release(tc_conn *c) {
         }
       }
       ERR_clear_error();
+      if (!c->broken && c->wpendlen > 0) {   /* one try, without blocking */
+        ERR_clear_error();
+        if (SSL_write(c->ssl, c->wpend, (int)c->wpendlen) <= 0) c->broken = 1;
+      }
+      ERR_clear_error();
       if (!c->broken) SSL_shutdown(c->ssl);
     }
     ERR_clear_error();
@@ -203,6 +210,9 @@ static void release(tc_conn *c) {
   c->host = c->sni = NULL;
   free(c->alpn);
   c->alpn = NULL;
+  free(c->wpend);
+  c->wpend = NULL;
+  c->wpendlen = 0;
   c->first = c->last = 0;
 }
 
@@ -413,12 +423,23 @@ static int io_fail(lua_State *L, const tc_err *e) {
  * luaL_Buffer addition can run finalizers (Lua allocates), and one of them
  * may close this very connection: the receive loops call this before each
  * use of c->ssl. */
-static int fill(tc_conn *c, double deadline, tc_err *e) {
+typedef struct rcall {
+  double deadline;             /* < 0: none */
+  int reads;                   /* records read so far by this call */
+} rcall;
+
+static int fill(tc_conn *c, rcall *rc, tc_err *e) {
   if (c->closed) {           /* by a finalizer that ran while the buffer grew */
     tc_seterr(e, "closed", "connection is closed");
     return -1;
   }
   if (c->first < c->last) return 0;
+  /* a peer that never stops sending must not hold the call past its
+   * deadline (waiting checks it; reading what keeps arriving does not) */
+  if (rc->reads > 0 && rc->deadline >= 0 && tc_now() >= rc->deadline) {
+    tc_seterr(e, "timeout", "timed out");
+    return -1;
+  }
   c->first = c->last = 0;
   for (;;) {
     int n;
@@ -426,16 +447,17 @@ static int fill(tc_conn *c, double deadline, tc_err *e) {
     n = SSL_read(c->ssl, c->buf, sizeof c->buf);
     if (n > 0) {
       c->last = (size_t)n;
+      rc->reads++;
       return 0;
     }
-    if (!again(c, n, deadline, e)) return -1;
+    if (!again(c, n, rc->deadline, e)) return -1;
   }
 }
 
-static int recv_bytes(tc_conn *c, luaL_Buffer *b, size_t want, double deadline, tc_err *e) {
+static int recv_bytes(tc_conn *c, luaL_Buffer *b, size_t want, rcall *rc, tc_err *e) {
   while (want > 0) {
     size_t n;
-    if (fill(c, deadline, e) < 0) return -1;
+    if (fill(c, rc, e) < 0) return -1;
     n = c->last - c->first;
     if (n > want) n = want;
     luaL_addlstring(b, c->buf + c->first, n);
@@ -445,9 +467,9 @@ static int recv_bytes(tc_conn *c, luaL_Buffer *b, size_t want, double deadline, 
   return 0;
 }
 
-static int recv_all(tc_conn *c, luaL_Buffer *b, double deadline, tc_err *e) {
+static int recv_all(tc_conn *c, luaL_Buffer *b, rcall *rc, tc_err *e) {
   for (;;) {
-    if (fill(c, deadline, e) < 0)
+    if (fill(c, rc, e) < 0)
       return strcmp(e->code, "closed") == 0 ? 0 : -1;   /* end of stream is success */
     luaL_addlstring(b, c->buf + c->first, c->last - c->first);
     c->first = c->last;
@@ -455,10 +477,10 @@ static int recv_all(tc_conn *c, luaL_Buffer *b, double deadline, tc_err *e) {
 }
 
 /* a line ends at LF; CR characters are dropped, as LuaSocket does */
-static int recv_line(tc_conn *c, luaL_Buffer *b, double deadline, tc_err *e) {
+static int recv_line(tc_conn *c, luaL_Buffer *b, rcall *rc, tc_err *e) {
   for (;;) {
     const char *p, *end;
-    if (fill(c, deadline, e) < 0) return -1;
+    if (fill(c, rc, e) < 0) return -1;
     p = c->buf + c->first;
     end = c->buf + c->last;
     while (p < end && *p != '\n') {
@@ -481,7 +503,7 @@ static int conn_receive(lua_State *L) {
   const char *prefix = luaL_optlstring(L, 3, NULL, &plen);
   int mode = 'l', r;
   luaL_Buffer b;
-  if (lua_type(L, 2) == LUA_TNUMBER) {
+  if (lua_isnumber(L, 2)) {             /* "10" too, as LuaSocket */
     lua_Number n = lua_tonumber(L, 2);
     luaL_argcheck(L, n >= 0 && n <= (lua_Number)INT_MAX, 2, "byte count out of range");
     count = (size_t)n;
@@ -503,14 +525,52 @@ static int conn_receive(lua_State *L) {
   luaL_buffinit(L, &b);
   if (prefix) luaL_addlstring(&b, prefix, plen);
   {
-    double deadline = deadline_of(c->timeout);
-    if (mode == 'n') r = recv_bytes(c, &b, count, deadline, &e);
-    else if (mode == 'a') r = recv_all(c, &b, deadline, &e);
-    else r = recv_line(c, &b, deadline, &e);
+    rcall rc;
+    rc.deadline = deadline_of(c->timeout);
+    rc.reads = 0;
+    if (mode == 'n') r = recv_bytes(c, &b, count, &rc, &e);
+    else if (mode == 'a') r = recv_all(c, &b, &rc, &e);
+    else r = recv_line(c, &b, &rc, &e);
   }
   luaL_pushresult(&b);
   if (r < 0) return io_fail(L, &e);
   return 1;
+}
+
+/* Write data[0..n), n <= BUFSIZE. 0 = done, -1 = *e set; *done = the bytes
+ * written or committed. On a timeout the unwritten rest is committed all
+ * the same: OpenSSL may already have sealed it into a record it holds, and
+ * SSL_write must then be called again with the same data before anything
+ * else (else it reports the new data written while the old goes out, or
+ * fails with "bad length"). The connection keeps its own copy and the next
+ * send finishes it first. */
+static int write_chunk(tc_conn *c, const char *data, size_t n, double deadline, tc_err *e,
+                       size_t *done) {
+  size_t total = n;
+  while (n > 0) {
+    int r;
+    ERR_clear_error();
+    r = SSL_write(c->ssl, data, (int)n);
+    if (r > 0) {
+      data += r;
+      n -= (size_t)r;
+    } else if (!again(c, r, deadline, e)) {
+      break;
+    }
+  }
+  *done = total - n;
+  if (n == 0) return 0;
+  if (!c->broken && strcmp(e->code, "timeout") == 0) {
+    if (c->wpend == NULL && (c->wpend = (char *)malloc(BUFSIZE)) == NULL) {
+      c->broken = 1;                   /* the rest is lost: no close_notify */
+      tc_seterr(e, "nomem", "not enough memory");
+      return -1;
+    }
+    memmove(c->wpend, data, n);        /* data may point into wpend */
+    c->wpendlen = n;
+    *done = total;
+  }
+  return -1;
 }
 
 /* conn:send(data [, i [, j]]) -> last index sent | nil, err, last index sent */
@@ -518,6 +578,7 @@ static int conn_send(lua_State *L) {
   tc_err e;
   tc_conn *c = checkopen(L, &e);
   size_t len, sent = 0;
+  int r;
   const char *data = luaL_checklstring(L, 2, &len);
   lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
   double deadline;
@@ -531,17 +592,22 @@ static int conn_send(lua_State *L) {
     return io_fail(L, &e);
   }
   deadline = deadline_of(c->timeout);
+  if (c->wpendlen > 0) {               /* what an earlier send committed */
+    size_t pend = c->wpendlen, done;
+    c->wpendlen = 0;
+    if (write_chunk(c, c->wpend, pend, deadline, &e, &done) < 0) {
+      lua_pushinteger(L, i - 1);
+      return io_fail(L, &e);
+    }
+  }
   if (i <= j) {
     size_t start = (size_t)i - 1, total = (size_t)(j - i + 1);
     while (sent < total) {
-      size_t chunk = total - sent;
-      int n;
-      if (chunk > INT_MAX) chunk = INT_MAX;
-      ERR_clear_error();
-      n = SSL_write(c->ssl, data + start + sent, (int)chunk);
-      if (n > 0) {
-        sent += (size_t)n;
-      } else if (!again(c, n, deadline, &e)) {
+      size_t chunk = total - sent, done;
+      if (chunk > BUFSIZE) chunk = BUFSIZE;
+      r = write_chunk(c, data + start + sent, chunk, deadline, &e, &done);
+      sent += done;
+      if (r < 0) {
         lua_pushinteger(L, i - 1 + (lua_Integer)sent);
         return io_fail(L, &e);
       }

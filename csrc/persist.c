@@ -389,8 +389,21 @@ static void sync_dir(const char *path) {
 static int write_file_atomic(const char *path, const unsigned char *data, size_t n, tc_err *e) {
   size_t pl = strlen(path), keep = pl;
   const char *base = strrchr(path, '/');
-  char *tmp = (char *)malloc(pl + 8);
+  char *tmp;
   int fd, saved;
+  struct stat st;
+  /* the rename would replace whatever path names: a device, a FIFO, a
+   * symbolic link (not its target) */
+  if (lstat(path, &st) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      tc_seterr(e, "io", "%s: not a regular file (save_file replaces only those)", path);
+      return 0;
+    }
+  } else if (errno != ENOENT) {
+    tc_seterr(e, "io", "%s: %s", path, strerror(errno));
+    return 0;
+  }
+  tmp = (char *)malloc(pl + 8);
   if (tmp == NULL) {
     tc_seterr(e, "nomem", "not enough memory");
     return 0;

@@ -9,9 +9,11 @@
 #include "tlscache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -139,8 +141,18 @@ static int password_cb(char *buf, int size, int rwflag, void *u) {
 /* Runtime problems with the files named: code "io" when a file cannot be
  * read at all, "tls" when OpenSSL refuses its content. */
 static int check_readable(tc_err *e, const char *what, const char *path) {
-  if (access(path, R_OK) == 0) return 1;
-  tc_seterr(e, "io", "%s %s: %s", what, path, strerror(errno));
+  /* opened, not access()ed: O_NONBLOCK so that a FIFO cannot hang us here,
+   * and OpenSSL is given only a regular file (a directory for capath) */
+  int dir = strcmp(what, "capath") == 0, fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    tc_seterr(e, "io", "%s %s: %s", what, path, strerror(errno));
+    if (fd >= 0) close(fd);
+    return 0;
+  }
+  close(fd);
+  if (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) return 1;
+  tc_seterr(e, "io", "%s %s: not a %s", what, path, dir ? "directory" : "regular file");
   return 0;
 }
 
@@ -206,6 +218,20 @@ static int setup_ctx(tc_vhost *vh, const vh_opts *o, tc_err *e) {
   if (o->suites && SSL_CTX_set_ciphersuites(ctx, o->suites) != 1) {
     tc_seterr_ssl(e, "tls", "ciphersuites");
     return 0;
+  }
+  if (o->ciphers || o->suites) {
+    /* lists valid each but leaving nothing for the protocol range
+     * (ciphersuites = "" with TLS 1.3 only) fail here, not at every connect */
+    SSL *probe = SSL_new(ctx);
+    STACK_OF(SSL_CIPHER) *sk = probe ? SSL_get1_supported_ciphers(probe) : NULL;
+    int n = sk ? sk_SSL_CIPHER_num(sk) : 0;
+    sk_SSL_CIPHER_free(sk);
+    SSL_free(probe);
+    if (n <= 0) {
+      ERR_clear_error();
+      tc_seterr(e, "tls", "ciphers, ciphersuites: no cipher left for the protocol range");
+      return 0;
+    }
   }
   if (vh->alpn && SSL_CTX_set_alpn_protos(ctx, vh->alpn, (unsigned)vh->alpnlen) != 0) {
     tc_seterr_ssl(e, "tls", "alpn");

@@ -2,6 +2,7 @@
 -- results, timeouts, closed connections, info(), getalpn(), getfd(),
 -- dirty(), and a peer that closes without close_notify.
 local helpers = require "helpers"
+local tlscache = require "tlscache"
 local socket = require "socket"
 
 -- s_server -rev answers each line reversed; "CLOSE" makes it close
@@ -38,7 +39,7 @@ describe("connection I/O", function()
       finally(function() conn:close() end)
       conn:send("0123456789\n")
       assert.are.equal("987", conn:receive(3))
-      assert.are.equal("6543210\n", conn:receive(8))
+      assert.are.equal("6543210\n", conn:receive("8"))   -- a numeric string, as LuaSocket
       conn:send("xy\n")
       assert.are.equal("", conn:receive(0))
       assert.are.equal("yx", conn:receive("*l"))
@@ -149,6 +150,7 @@ describe("connection I/O", function()
       assert.has_error(function() conn:receive("*x") end)
       assert.has_error(function() conn:receive({}) end)
       assert.has_error(function() conn:receive(-1) end)
+      assert.has_error(function() conn:receive("-1") end)
       assert.has_error(function() conn:send({}) end)
       assert.has_error(function() conn:send() end)
       assert.has_error(function() conn:settimeout("long") end)
@@ -369,6 +371,60 @@ describe("connection I/O", function()
       -- the tickets arrived before the data; the unexpected EOF spoils nothing
       assert.are.equal(1, vh:stats().size)
       assert.is_true(vh:sessions()[1].tickets >= 1)
+    end)
+
+    it("receive returns by its timeout while the peer keeps sending", function()
+      -- the server sends 'x' (no newline) as fast as it is read for 6 s.
+      -- Reading a line byte by byte is slower than the server writes, so
+      -- data is always there: a receive that checked its timeout only
+      -- while waiting would run until the flood stops. This bounds the
+      -- call by its timeout (0.2 s, with a margin for slow sanitizer
+      -- builds); it measures no speed.
+      local srv = helpers.tcserver{ tls = "1.3", flood = 6 }
+      finally(srv.stop)
+      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
+      finally(function() conn:close() end)
+      conn:settimeout(0.2)
+      local t0 = tlscache.now()
+      local data, err, partial = conn:receive("*l")
+      local took = tlscache.now() - t0
+      assert.is_nil(data)
+      assert.are.equal("timeout", err)
+      assert.is_true(#partial > 0)
+      assert.is_nil(partial:find("[^x]"))
+      assert.is_true(took < 3, ("receive took %.1f s"):format(took))
+      -- and the connection goes on
+      assert.are.equal("xxxx", conn:receive(4))
+    end)
+
+    it("send after a timed-out send keeps the byte stream whole", function()
+      -- the server reads nothing for 1.5 s: the first send times out with
+      -- part of its data sealed in a TLS record OpenSSL still holds. That
+      -- part counts as sent, and goes out before the next send's data.
+      local srv = helpers.tcserver{ tls = "1.3", sink = 1500 }
+      finally(srv.stop)
+      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
+      finally(function() conn:close() end)
+      conn:settimeout(0.3)
+      local A = string.rep("A", 8 * 1024 * 1024)
+      local n, err, last = conn:send(A)
+      assert.is_nil(n)
+      assert.are.equal("timeout", err)
+      assert.is_true(last > 0 and last < #A, tostring(last))
+      conn:settimeout(10)
+      local B = string.rep("B", 1024 * 1024)
+      assert.are.equal(#B, conn:send(B))
+      -- LuaSocket's way to go on: the rest of A, from last + 1
+      assert.are.equal(#A, conn:send(A, last + 1))
+      conn:close()
+      local bytes, runs
+      for _ = 1, 100 do
+        bytes, runs = srv.sink()
+        if bytes then break end
+        socket.sleep(0.1)
+      end
+      assert.are.equal(("A*%d,B*%d,A*%d"):format(last, #B, #A - last), runs)
+      assert.are.equal(#A + #B, bytes)
     end)
 
     it("receives a large response in many records", function()

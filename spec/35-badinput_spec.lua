@@ -110,9 +110,25 @@ describe("bad input", function()
       fails("io", tlscache.vhost, { certificate = "" })
       fails("io", tlscache.vhost, { cafile = BIG })            -- ENAMETOOLONG
       fails("io", tlscache.vhost, { certificate = "/" .. BIG })
-      fails("tls", tlscache.vhost, { cafile = "/dev/null" })
+      fails("tls", tlscache.vhost, { cafile = helpers.certs.server_key })  -- no certificate in it
       fails("tls", tlscache.vhost, { ciphers = "" })
       fails("tls", tlscache.vhost, { ciphers = BIG })
+      -- each list valid, nothing left for TLS 1.3 only: at once, not at every connect
+      fails("tls", tlscache.vhost, { ciphersuites = "", min_protocol = "tlsv1_3" })
+      assert.is_userdata((tlscache.vhost{ ciphersuites = "", max_protocol = "tlsv1_2" }))
+    end)
+
+    it("returns nil, io for a file that is not a regular file (a FIFO must not hang)", function()
+      fails("io", tlscache.vhost, { cafile = "/dev/null" })
+      fails("io", tlscache.vhost, { cafile = "/tmp" })
+      fails("io", tlscache.vhost, { capath = "/dev/null" })
+      fails("io", tlscache.vhost, { certificate = "/dev/zero" })
+      local fifo = os.tmpname()
+      finally(function() os.remove(fifo) end)
+      os.remove(fifo)
+      assert.is_true(helpers.sh("mkfifo " .. helpers.q(fifo)))
+      fails("io", tlscache.vhost, { cafile = fifo })              -- no writer: fopen would block
+      fails("io", tlscache.vhost, { certificate = fifo })
     end)
   end)
 
@@ -278,6 +294,19 @@ describe("bad input", function()
       assert.are.equal(vh:stats().size, n, err)
       assert.is_true(helpers.sh("test \"$(stat -c %a " .. helpers.q(long) .. ")\" = 600"))
       assert.is_true(helpers.sh("rm " .. helpers.q(long) .. " && ! ls /tmp/" .. string.rep("s", 248) .. ".* 2>/dev/null"))
+      -- the rename would replace a device, a FIFO or a symbolic link itself
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert.is_true(helpers.sh("mkdir " .. helpers.q(dir)))
+      finally(function() helpers.sh("rm -rf " .. helpers.q(dir)) end)
+      assert.is_true(helpers.sh("mkfifo " .. helpers.q(dir .. "/fifo") .. " && ln -s /dev/null " ..
+                                helpers.q(dir .. "/link")))
+      fails("io", vh.save_file, vh, dir .. "/fifo")
+      fails("io", vh.save_file, vh, dir .. "/link")
+      fails("io", vh.save_file, vh, "/dev/null")
+      assert.is_true(helpers.sh("test -p " .. helpers.q(dir .. "/fifo") .. " && test -L " ..
+                                helpers.q(dir .. "/link") .. " && test -c /dev/null"))
+      assert.is_true(helpers.sh("test -z \"$(ls " .. helpers.q(dir) .. " | grep -v '^fifo$' | grep -v '^link$')\""))
       fails("io", vh.load_file, vh, "/nonexistent")
       fails("io", vh.load_file, vh, "/tmp")
       fails("io", vh.load_file, vh, "/dev/null")

@@ -439,6 +439,9 @@ opts:
   no_close_notify  end each connection with a bare TCP FIN
   fail_resumed   accept a resumption, then corrupt the server's next record
   anti_replay    TLS 1.3: accept each ticket once
+  flood          seconds: after the handshake send 'x' as fast as it is taken
+  sink           ms: after the handshake read nothing that long, then read
+                 to the end; srv.sink() -> bytes, runs ("A*3948544,B*1032192")
   port           listen on this port
 srv.conns() parses the log: an array of { reused = bool, proto, sni, alpn,
 corrupted = bool, failed = bool }, one per connection, in order.
@@ -463,6 +466,8 @@ function helpers.tcserver(opts)
     if opts.no_close_notify then add("-no_close_notify") end
     if opts.fail_resumed then add("-fail_resumed") end
     if opts.anti_replay then add("-anti_replay") end
+    if opts.flood then add("-flood", opts.flood) end
+    if opts.sink then add("-sink", opts.sink) end
     local function ready(s) return (readfile(s.log) or ""):find("ACCEPT") ~= nil end
     return a, ready
   end, opts)
@@ -482,6 +487,10 @@ function helpers.tcserver(opts)
       end
     end
     return list
+  end
+  function srv.sink()
+    local bytes, runs = srv.logtext():match("\nsink (%d+) (%S*)")
+    return tonumber(bytes), runs
   end
   return srv
 end

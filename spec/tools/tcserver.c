@@ -23,6 +23,11 @@
  *   -fail_resumed       accept a resumption, then break the handshake: the
  *                       first encrypted record of the server's flight gets a
  *                       flipped bit (the client sees a bad record MAC)
+ *   -flood S            after the handshake, send 'x' as fast as the client
+ *                       takes it for S seconds (no request, no answer)
+ *   -sink MS            after the handshake, read nothing for MS ms, then
+ *                       read to the end and print "sink BYTES RUNS", RUNS
+ *                       being the bytes as runs "A*3948544,B*1032192"
  *
  * Listens on 127.0.0.1 only, serves one connection at a time, prints ACCEPT
  * once it listens and one line per connection:
@@ -57,11 +62,11 @@
 static struct {
   int port, tls, num_tickets, late, late_delay, no_ticket, renew;
   long lifetime;               /* -1: OpenSSL's default */
-  int no_close_notify, fail_resumed, anti_replay;
+  int no_close_notify, fail_resumed, anti_replay, flood, sink;
   const char *cert, *key, *ticket_key;
   unsigned char alpn[256];
   size_t alpnlen;
-} opt = { 0, 0, 2, 0, 0, 0, 0, -1, 0, 0, 0, NULL, NULL, NULL, { 0 }, 0 };
+} opt = { 0, 0, 2, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, NULL, NULL, NULL, { 0 }, 0 };
 
 static unsigned char tk_name[16], tk_aes[32], tk_hmac[32];
 
@@ -149,6 +154,50 @@ static int again(conn *c, int r) {
   return 0;
 }
 
+/* -flood: write until the time is up or the client is gone */
+static void flood(conn *c) {
+  char chunk[16384];
+  double end = now() + opt.flood;
+  int r;
+  memset(chunk, 'x', sizeof chunk);
+  c->deadline = end + 5;
+  while (now() < end) {
+    r = SSL_write(c->ssl, chunk, (int)sizeof chunk);
+    if (r <= 0 && !again(c, r)) return;
+    if (!flush_out(c)) return;
+  }
+}
+
+/* -sink: late reader; the log line shows what came, in order */
+static void sink(conn *c) {
+  char buf[16384], runs[4096] = "";
+  size_t total = 0, len = 0, rl = 0;
+  int cur = -1, r;
+  usleep((useconds_t)opt.sink * 1000);
+  c->deadline = now() + 10;
+  for (;;) {
+    int i;
+    r = SSL_read(c->ssl, buf, sizeof buf);
+    if (r <= 0) {
+      if (!again(c, r)) break;
+      continue;
+    }
+    for (i = 0; i < r; i++) {
+      if (buf[i] != cur) {
+        if (cur >= 0) rl += (size_t)snprintf(runs + rl, rl < sizeof runs ? sizeof runs - rl : 0,
+                                             "%s%c*%zu", rl ? "," : "", cur, len);
+        cur = (unsigned char)buf[i];
+        len = 0;
+      }
+      len++;
+    }
+    total += (size_t)r;
+  }
+  if (cur >= 0) rl += (size_t)snprintf(runs + rl, rl < sizeof runs ? sizeof runs - rl : 0,
+                                       "%s%c*%zu", rl ? "," : "", cur, len);
+  printf("sink %zu %s\n", total, runs);
+}
+
 static void serve(SSL_CTX *ctx, int fd, int n) {
   conn c;
   char req[8192], proto[32];
@@ -182,6 +231,10 @@ static void serve(SSL_CTX *ctx, int fd, int n) {
          SSL_session_reused(c.ssl), proto, sni ? sni : "-",
          (int)alpnlen, alpn ? (const char *)alpn : "", c.corrupted);
   fflush(stdout);
+  if (opt.flood || opt.sink) {
+    if (opt.flood) flood(&c); else sink(&c);
+    goto done;
+  }
   /* the request: up to an empty line, or the end of the stream */
   for (;;) {
     req[got] = '\0';
@@ -315,6 +368,8 @@ int main(int argc, char **argv) {
     else if (ARG("-lifetime")) opt.lifetime = atol(v);
     else if (ARG("-ticket_key")) opt.ticket_key = v;
     else if (ARG("-alpn")) set_alpn(v);
+    else if (ARG("-flood")) opt.flood = atoi(v);
+    else if (ARG("-sink")) opt.sink = atoi(v);
     else if (strcmp(a, "-no_ticket") == 0) opt.no_ticket = 1;
     else if (strcmp(a, "-renew") == 0) opt.renew = 1;
     else if (strcmp(a, "-no_close_notify") == 0) opt.no_close_notify = 1;
