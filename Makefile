@@ -161,6 +161,8 @@ install: $(SO)
 
 clean:
 	rm -rf build
+	rm -f csrc/*.o tlscache/core.so     # what `luarocks make` leaves in the checkout
+	rmdir tlscache 2>/dev/null || true
 
 # ---- soak (issue 5, hardening) ------------------------------------------
 # Not part of `make test`: SOAK_CONNS connections (default 50000) over 20

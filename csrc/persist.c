@@ -251,13 +251,16 @@ done:
   return ok;
 }
 
-/* Decode one record and admit it. */
+/* Decode one record and admit it. *keyfail: the record did not fit the key
+ * given, or the lack of one (e->code is "format" all the same). */
 static int load_record(tc_vhost *vh, const unsigned char *buf, size_t len, const unsigned char *k,
-                       const char *want, size_t wantlen, int where, int *stored, tc_err *e) {
+                       const char *want, size_t wantlen, int where, int *stored, int *keyfail,
+                       tc_err *e) {
   tc_rec r;
   const char *why = NULL;
   int rc = tc_rec_decode(buf, len, k, &r, &why);
   *stored = 0;
+  *keyfail = rc == TC_REC_KEY;
   if (rc != TC_REC_OK) {
     tc_seterr(e, rc == TC_REC_NOMEM ? "nomem" : "format", "%s", why);
     return 0;
@@ -328,7 +331,7 @@ int tc_persist_session_load(lua_State *L) {
   char key[TC_KEY_MAX];
   size_t klen, len;
   const unsigned char *k, *blob = (const unsigned char *)luaL_checklstring(L, 4, &len);
-  int stored;
+  int stored, keyfail;
   tc_err e;
   tc_checkoptions(L, 5, tuple_options);
   k = optkey(L, 5);
@@ -336,7 +339,7 @@ int tc_persist_session_load(lua_State *L) {
   vh = tc_checkvhost(L, 1);            /* after the last allocation: a __gc may have closed it */
   tc_purge(vh->store, tc_now());
   /* asked for by name: like a new connection it may evict the LRU entry */
-  if (!load_record(vh, blob, len, k, key, klen, TC_LOAD_FRONT, &stored, &e))
+  if (!load_record(vh, blob, len, k, key, klen, TC_LOAD_FRONT, &stored, &keyfail, &e))
     return tc_pusherr(L, &e);
   lua_pushboolean(L, 1);
   lua_pushinteger(L, stored);
@@ -553,15 +556,16 @@ static unsigned char *read_file(const char *path, size_t *len, tc_err *e) {
 typedef struct load_state {
   tc_vhost *vh;
   const unsigned char *key;
-  int loaded, format, mismatch, expired, kept, nomem;
+  int loaded, format, keyfail, mismatch, expired, kept, nomem;
 } load_state;
 
 static void load_one(void *ud, const unsigned char *rec, size_t len) {
   load_state *ls = (load_state *)ud;
-  int stored;
+  int stored, keyfail;
   tc_err e;
-  if (!load_record(ls->vh, rec, len, ls->key, NULL, 0, TC_LOAD_BACK, &stored, &e)) {
-    if (strcmp(e.code, "mismatch") == 0) ls->mismatch++;
+  if (!load_record(ls->vh, rec, len, ls->key, NULL, 0, TC_LOAD_BACK, &stored, &keyfail, &e)) {
+    if (keyfail) ls->keyfail++;
+    else if (strcmp(e.code, "mismatch") == 0) ls->mismatch++;
     else if (strcmp(e.code, "expired") == 0) ls->expired++;
     else if (strcmp(e.code, "nomem") == 0) ls->nomem++;
     else ls->format++;
@@ -594,9 +598,10 @@ int tc_persist_load_file(lua_State *L) {
   if (rc != TC_REC_OK) return tc_fail(L, "format", "%s: %s", path, why);
   ls.format += (int)(lost > 1000000 ? 1000000 : lost);
   lua_pushinteger(L, ls.loaded);
-  lua_pushinteger(L, ls.format + ls.mismatch + ls.expired + ls.kept + ls.nomem);
-  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, ls.format + ls.keyfail + ls.mismatch + ls.expired + ls.kept + ls.nomem);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, ls.format); lua_setfield(L, -2, "format");
+  lua_pushinteger(L, ls.keyfail); lua_setfield(L, -2, "key");
   lua_pushinteger(L, ls.mismatch); lua_setfield(L, -2, "mismatch");
   lua_pushinteger(L, ls.expired); lua_setfield(L, -2, "expired");
   lua_pushinteger(L, ls.kept); lua_setfield(L, -2, "cached");

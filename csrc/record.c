@@ -397,7 +397,7 @@ int tc_rec_decode(const unsigned char *buf, size_t len, const unsigned char *key
   if (r->encrypted != (key != NULL)) {
     *why = key ? "data is not encrypted but a key was given" : "data is encrypted: a key is needed";
     memset(r, 0, sizeof *r);
-    return TC_REC_FORMAT;
+    return TC_REC_KEY;
   }
   if (r->encrypted) {
     unsigned char tag[TAG_LEN];
@@ -413,7 +413,7 @@ int tc_rec_decode(const unsigned char *buf, size_t len, const unsigned char *key
       OPENSSL_clear_free(plain, blen);
       *why = "authentication failed (wrong key, or the data was changed)";
       memset(r, 0, sizeof *r);
-      return TC_REC_FORMAT;
+      return TC_REC_KEY;
     }
     c.p = plain;
   } else {

@@ -58,7 +58,10 @@
 #define TC_FILE_HEADER 48
 #define TC_FILE_MAX (64 * 1024 * 1024)
 
-enum { TC_REC_OK = 0, TC_REC_FORMAT, TC_REC_NOMEM };
+/* TC_REC_KEY: a format error too, where the key given (or none) does not fit
+ * the record: encrypted without a key, a key for plain data, or a failed
+ * authentication (a wrong key, or the data was changed) */
+enum { TC_REC_OK = 0, TC_REC_FORMAT, TC_REC_NOMEM, TC_REC_KEY };
 
 typedef struct tc_rec {
   int encrypted;                       /* decode: flags said AES-256-GCM */

@@ -129,7 +129,7 @@ lua_Number tc_optnumber(lua_State *L, int idx, const char *k, lua_Number def,
     v = lua_tonumber(L, -1);
     if (!(v >= min && v <= max)) {   /* also catches NaN */
       char range[64];                /* lua_pushfstring knows no %g */
-      snprintf(range, sizeof range, "%g..%g", (double)min, (double)max);
+      snprintf(range, sizeof range, "%.15g..%.15g", (double)min, (double)max);
       luaL_error(L, "bad option '%s' (out of range %s)", k, range);
     }
   } else if (t != LUA_TNIL) {

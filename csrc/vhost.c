@@ -126,11 +126,19 @@ static int fingerprint(tc_vhost *vh, const vh_opts *o) {
   return ok;
 }
 
-/* Encrypted keys: the vhost's password, or fail at once (never prompt). */
+/* Encrypted keys: the vhost's password, or fail at once (never prompt).
+ * `asked` tells an encrypted key from a damaged one when loading fails. */
+typedef struct pw_state {
+  const char *pw;
+  int asked;
+} pw_state;
+
 static int password_cb(char *buf, int size, int rwflag, void *u) {
-  const char *pw = (const char *)u;
+  pw_state *ps = (pw_state *)u;
+  const char *pw = ps->pw;
   size_t n;
   (void)rwflag;
+  ps->asked = 1;
   if (pw == NULL || size <= 0) return 0;
   n = strlen(pw);
   if (n > (size_t)size) return 0;
@@ -185,31 +193,42 @@ static int setup_ctx(tc_vhost *vh, const vh_opts *o, tc_err *e) {
   }
   if (o->cert) {
     const char *key = o->key ? o->key : o->cert;
+    pw_state ps;                       /* the callback's, while the files load */
+    ps.pw = vh->password;
+    ps.asked = 0;
     if (!check_readable(e, "certificate", o->cert) || !check_readable(e, "key", key)) return 0;
     /* our callback, always: OpenSSL's default one would prompt on a terminal */
     SSL_CTX_set_default_passwd_cb(ctx, password_cb);
-    SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)vh->password);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &ps);
     if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
+      SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);   /* ps goes out of scope */
       tc_seterr_ssl(e, "tls", o->cert);
       return 0;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
       /* a certificate file without its key: OpenSSL 3 only says "unsupported" */
       unsigned long first = ERR_peek_error();
-      if (o->key == NULL && (ERR_GET_REASON(first) == ERR_R_UNSUPPORTED ||
-                             ERR_GET_REASON(first) == PEM_R_NO_START_LINE)) {
+      SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+      if (o->key == NULL && !ps.asked && (ERR_GET_REASON(first) == ERR_R_UNSUPPORTED ||
+                                          ERR_GET_REASON(first) == PEM_R_NO_START_LINE)) {
         ERR_clear_error();
         tc_seterr(e, "tls", "%s: no private key in the certificate file (set 'key')", key);
+      } else if (ps.asked && ps.pw == NULL) {
+        ERR_clear_error();
+        tc_seterr(e, "tls", "%s: the key is encrypted (set 'password')", key);
+      } else if (ps.asked) {
+        ERR_clear_error();
+        tc_seterr(e, "tls", "%s: cannot decrypt the key (wrong password?)", key);
       } else {
         tc_seterr_ssl(e, "tls", key);
       }
       return 0;
     }
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     if (SSL_CTX_check_private_key(ctx) != 1) {
       tc_seterr_ssl(e, "tls", "key does not match certificate");
       return 0;
     }
-    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
   }
   if (o->ciphers && SSL_CTX_set_cipher_list(ctx, o->ciphers) != 1) {
     tc_seterr_ssl(e, "tls", "ciphers");

@@ -80,7 +80,8 @@ local ran = 0
 for _, proto in ipairs { "tlsv1_2", "tlsv1_3" } do
   local ok, off = pcall(run, proto, false)
   if not ok then
-    print(("%-8s skipped: %s"):format(proto, off))
+    print(("%-8s skipped: %s%s"):format(proto, off, tostring(off):find("verify:", 1, true)
+      and " (pass --cafile FILE with the server's CA, or --insecure)" or ""))
   else
     ran = ran + 1
     local on = run(proto, true)

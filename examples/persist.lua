@@ -58,8 +58,9 @@ if keyfile then
   f:close()
   if #key ~= 32 then error(keyfile .. ": a key is exactly 32 bytes, this is " .. #key) end
 end
-local proto = tls and ("tlsv1_" .. tls:match("^1%.([23])$")) or nil
-if tls and not proto then error("--tls takes 1.2 or 1.3") end
+local minor = tls and tls:match("^1%.([23])$")
+if tls and not minor then error("--tls takes 1.2 or 1.3", 0) end
+local proto = minor and "tlsv1_" .. minor or nil
 
 -- The saved data is bound to these settings: a run with another cafile,
 -- verify mode or protocol range refuses it (mismatch) instead of resuming.
@@ -73,7 +74,10 @@ if loaded then
   print(("loaded %d saved entr%s from %s, skipped %d"):format(loaded, loaded == 1 and "y" or "ies",
     path, skipped))
   for reason, n in pairs(why) do
-    if n > 0 then print(("  skipped %d: %s"):format(n, reason)) end
+    if n > 0 then
+      print(("  skipped %d: %s%s"):format(n, reason,
+        reason == "key" and " (saved with another --keyfile, or with none)" or ""))
+    end
   end
 elseif why == "io" and skipped:find("No such file", 1, true) then
   print(("no saved sessions yet (%s): this run makes a full handshake"):format(path))

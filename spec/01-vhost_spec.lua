@@ -185,12 +185,14 @@ describe("tlscache.vhost options", function()
     end)
 
     it("an encrypted key with a wrong password", function()
-      fails("tls", tlscache.vhost{ certificate = certs.client, key = certs.client_enc_key,
-                                   password = "wrong" })
+      local msg = fails("tls", tlscache.vhost{ certificate = certs.client, key = certs.client_enc_key,
+                                               password = "wrong" })
+      assert.matches("cannot decrypt the key (wrong password?)", msg, 1, true)
     end)
 
     it("an encrypted key without a password (and never prompts)", function()
-      fails("tls", tlscache.vhost{ certificate = certs.client, key = certs.client_enc_key })
+      local msg = fails("tls", tlscache.vhost{ certificate = certs.client, key = certs.client_enc_key })
+      assert.matches("the key is encrypted (set 'password')", msg, 1, true)
     end)
 
     it("cipher lists that select nothing", function()

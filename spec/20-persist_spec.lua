@@ -554,9 +554,9 @@ print("result " .. tostring(ok) .. "," .. tostring(code) .. "," .. tostring(msg)
     assert.are.same({ 3, 1 }, { two(try(img .. "x")) })
     -- a damaged file header spoils the whole file
     is_fail("format", try(flipbit(img, 13, 0)))
-    -- a key where none was used: every record refused
+    -- a key where none was used: every record refused, for its key
     loaded, skipped, why = try(img, { key = KEY })
-    assert.are.same({ 0, 3, 3 }, { loaded, skipped, why.format })
+    assert.are.same({ 0, 3, 3, 0 }, { loaded, skipped, why.key, why.format })
     -- a flipped bit anywhere never loads a damaged record
     for i = 1, #img, 7 do
       local l, s = try(flipbit(img, i, i % 8))
@@ -577,8 +577,9 @@ print("result " .. tostring(ok) .. "," .. tostring(code) .. "," .. tostring(msg)
     assert.are.equal(3, vh:save_file(path, { key = KEY }))
     assert.are.same({ 3, 0 }, { two(vhost_of(src):load_file(path, { key = KEY })) })
     local loaded, skipped, why = vhost_of(src):load_file(path, { key = KEY2 })
-    assert.are.same({ 0, 3, 3 }, { loaded, skipped, why.format })
-    assert.are.same({ 0, 3 }, { two(vhost_of(src):load_file(path)) })
+    assert.are.same({ 0, 3, 3, 0 }, { loaded, skipped, why.key, why.format })
+    loaded, skipped, why = vhost_of(src):load_file(path)      -- no key at all
+    assert.are.same({ 0, 3, 3, 0 }, { loaded, skipped, why.key, why.format })
     loaded, skipped, why = vhost_of(vhost_src('name = "b"')):load_file(path, { key = KEY })
     assert.are.same({ 0, 3, 3 }, { loaded, skipped, why.mismatch })
   end)
