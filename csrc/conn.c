@@ -188,7 +188,7 @@ static void release(tc_conn *c) {
       ERR_clear_error();
       if (!c->broken && c->wpendlen > 0) {   /* one try, without blocking */
         ERR_clear_error();
-        if (SSL_write(c->ssl, c->wpend, (int)c->wpendlen) <= 0) c->broken = 1;
+        if (SSL_write(c->ssl, c->wpend, (int)c->wpendlen) != (int)c->wpendlen) c->broken = 1;
       }
       ERR_clear_error();
       if (!c->broken) SSL_shutdown(c->ssl);
@@ -417,6 +417,53 @@ static int io_fail(lua_State *L, const tc_err *e) {
   return 3;
 }
 
+/* ---- send ---- */
+
+/* Write data[0..n), n <= BUFSIZE. 0 = done, -1 = *e set; *done = the bytes
+ * written or committed. On a timeout the unwritten rest is committed all
+ * the same: OpenSSL may already have sealed it into a record it holds, and
+ * SSL_write must then be called again with the same data before anything
+ * else (else it reports the new data written while the old goes out, or
+ * fails with "bad length"). The connection keeps its own copy and the next
+ * send finishes it first. */
+static int write_chunk(tc_conn *c, const char *data, size_t n, double deadline, tc_err *e,
+                       size_t *done) {
+  size_t total = n;
+  while (n > 0) {
+    int r;
+    ERR_clear_error();
+    r = SSL_write(c->ssl, data, (int)n);
+    if (r > 0) {
+      data += r;
+      n -= (size_t)r;
+    } else if (!again(c, r, deadline, e)) {
+      break;
+    }
+  }
+  *done = total - n;
+  if (n == 0) return 0;
+  if (!c->broken && strcmp(e->code, "timeout") == 0) {
+    if (c->wpend == NULL && (c->wpend = (char *)malloc(BUFSIZE)) == NULL) {
+      c->broken = 1;                   /* the rest is lost: no close_notify */
+      tc_seterr(e, "nomem", "not enough memory");
+      return -1;
+    }
+    memmove(c->wpend, data, n);        /* data may point into wpend */
+    c->wpendlen = n;
+    *done = total;
+  }
+  return -1;
+}
+
+/* Finish what a timed-out send committed, before any other I/O: the peer
+ * may wait for it before it answers. 0 = done (or nothing), -1 = *e set. */
+static int flush_pending(tc_conn *c, double deadline, tc_err *e) {
+  size_t pend = c->wpendlen, done;
+  if (pend == 0) return 0;
+  c->wpendlen = 0;                     /* write_chunk sets it again on a timeout */
+  return write_chunk(c, c->wpend, pend, deadline, e, &done);
+}
+
 /* ---- receive ---- */
 
 /* Make sure the buffer holds unread bytes. 0 = ok, -1 = *e set. Every
@@ -495,82 +542,82 @@ static int recv_line(tc_conn *c, luaL_Buffer *b, rcall *rc, tc_err *e) {
   }
 }
 
+/* One receive, run under lua_pcall by conn_receive: its buffer grows with
+ * what the peer sends, and an allocation failure must become nomem. */
+typedef struct rjob {
+  tc_conn *c;
+  int mode;                    /* 'n', 'a', 'l' */
+  size_t count;
+  const char *prefix;          /* on conn_receive's stack */
+  size_t plen;
+  rcall rc;
+  int r;
+  tc_err e;
+} rjob;
+
+static int receive_body(lua_State *L) {
+  rjob *j = (rjob *)lua_touserdata(L, 1);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (j->prefix) luaL_addlstring(&b, j->prefix, j->plen);
+  if (j->mode == 'n') j->r = recv_bytes(j->c, &b, j->count, &j->rc, &j->e);
+  else if (j->mode == 'a') j->r = recv_all(j->c, &b, &j->rc, &j->e);
+  else j->r = recv_line(j->c, &b, &j->rc, &j->e);
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* conn:receive([pattern [, prefix]]) -> data | nil, err, partial */
 static int conn_receive(lua_State *L) {
-  tc_err e;
-  tc_conn *c = checkopen(L, &e);
-  size_t plen = 0, count = 0;
-  const char *prefix = luaL_optlstring(L, 3, NULL, &plen);
-  int mode = 'l', r;
-  luaL_Buffer b;
+  rjob j;
+  tc_conn *c = toconn(L, 1);
+  int st;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.mode = 'l';
+  j.prefix = luaL_optlstring(L, 3, NULL, &j.plen);
   if (lua_isnumber(L, 2)) {             /* "10" too, as LuaSocket */
     lua_Number n = lua_tonumber(L, 2);
     luaL_argcheck(L, n >= 0 && n <= (lua_Number)INT_MAX, 2, "byte count out of range");
-    count = (size_t)n;
-    mode = 'n';
+    j.count = (size_t)n;
+    j.mode = 'n';
   } else if (!lua_isnoneornil(L, 2)) {
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
     if (strlen(p) != n) return luaL_argerror(L, 2, "invalid receive pattern");   /* "l\0..." */
     if (*p == '*') p++;
-    if (strcmp(p, "l") == 0) mode = 'l';
-    else if (strcmp(p, "a") == 0) mode = 'a';
+    if (strcmp(p, "l") == 0) j.mode = 'l';
+    else if (strcmp(p, "a") == 0) j.mode = 'a';
     else return luaL_argerror(L, 2, "invalid receive pattern");
   }
   lua_settop(L, 3);
-  if (c->closed) {
-    lua_pushlstring(L, prefix ? prefix : "", plen);
-    return io_fail(L, &e);
+  lua_pushcfunction(L, receive_body);  /* allocates under 5.1: before any I/O */
+  lua_pushlightuserdata(L, &j);
+  j.rc.deadline = deadline_of(c->timeout);
+  if (c->closed) {                     /* also by a finalizer that ran just now */
+    tc_seterr(&j.e, "closed", "connection is closed");
+    lua_pushlstring(L, j.prefix ? j.prefix : "", j.plen);
+    return io_fail(L, &j.e);
   }
-  luaL_buffinit(L, &b);
-  if (prefix) luaL_addlstring(&b, prefix, plen);
-  {
-    rcall rc;
-    rc.deadline = deadline_of(c->timeout);
-    rc.reads = 0;
-    if (mode == 'n') r = recv_bytes(c, &b, count, &rc, &e);
-    else if (mode == 'a') r = recv_all(c, &b, &rc, &e);
-    else r = recv_line(c, &b, &rc, &e);
+  /* what a timed-out send committed goes first: the peer may wait for it */
+  if (flush_pending(c, j.rc.deadline, &j.e) < 0) {
+    lua_pushlstring(L, j.prefix ? j.prefix : "", j.plen);
+    return io_fail(L, &j.e);
   }
-  luaL_pushresult(&b);
-  if (r < 0) return io_fail(L, &e);
+  st = lua_pcall(L, 1, 1, 0);
+  if (st == LUA_ERRMEM) {
+    /* the bytes read into the lost buffer are gone from the stream: the
+     * connection cannot go on */
+    c->broken = 1;
+    release(c);
+    lua_settop(L, 3);
+    tc_seterr(&j.e, "nomem", "not enough memory for the data received (connection closed)");
+    lua_pushliteral(L, "");
+    return io_fail(L, &j.e);
+  }
+  if (st != 0) return lua_error(L);    /* not ours (a finalizer's): as without pcall */
+  if (j.r < 0) return io_fail(L, &j.e);
   return 1;
-}
-
-/* Write data[0..n), n <= BUFSIZE. 0 = done, -1 = *e set; *done = the bytes
- * written or committed. On a timeout the unwritten rest is committed all
- * the same: OpenSSL may already have sealed it into a record it holds, and
- * SSL_write must then be called again with the same data before anything
- * else (else it reports the new data written while the old goes out, or
- * fails with "bad length"). The connection keeps its own copy and the next
- * send finishes it first. */
-static int write_chunk(tc_conn *c, const char *data, size_t n, double deadline, tc_err *e,
-                       size_t *done) {
-  size_t total = n;
-  while (n > 0) {
-    int r;
-    ERR_clear_error();
-    r = SSL_write(c->ssl, data, (int)n);
-    if (r > 0) {
-      data += r;
-      n -= (size_t)r;
-    } else if (!again(c, r, deadline, e)) {
-      break;
-    }
-  }
-  *done = total - n;
-  if (n == 0) return 0;
-  if (!c->broken && strcmp(e->code, "timeout") == 0) {
-    if (c->wpend == NULL && (c->wpend = (char *)malloc(BUFSIZE)) == NULL) {
-      c->broken = 1;                   /* the rest is lost: no close_notify */
-      tc_seterr(e, "nomem", "not enough memory");
-      return -1;
-    }
-    memmove(c->wpend, data, n);        /* data may point into wpend */
-    c->wpendlen = n;
-    *done = total;
-  }
-  return -1;
 }
 
 /* conn:send(data [, i [, j]]) -> last index sent | nil, err, last index sent */
@@ -592,13 +639,9 @@ static int conn_send(lua_State *L) {
     return io_fail(L, &e);
   }
   deadline = deadline_of(c->timeout);
-  if (c->wpendlen > 0) {               /* what an earlier send committed */
-    size_t pend = c->wpendlen, done;
-    c->wpendlen = 0;
-    if (write_chunk(c, c->wpend, pend, deadline, &e, &done) < 0) {
-      lua_pushinteger(L, i - 1);
-      return io_fail(L, &e);
-    }
+  if (flush_pending(c, deadline, &e) < 0) {
+    lua_pushinteger(L, i - 1);
+    return io_fail(L, &e);
   }
   if (i <= j) {
     size_t start = (size_t)i - 1, total = (size_t)(j - i + 1);

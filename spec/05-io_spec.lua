@@ -427,6 +427,44 @@ describe("connection I/O", function()
       assert.are.equal(#A + #B, bytes)
     end)
 
+    it("receive first sends what a timed-out send committed", function()
+      -- the server reads nothing for 1 s, then answers "got N" once no data
+      -- has come for 200 ms. The send times out with a chunk committed
+      -- (counted in last, held for OpenSSL): the server can only have all
+      -- `last` bytes if receive sends that chunk before it waits.
+      local srv = helpers.tcserver{ tls = "1.3", sink = 1000, answer = true }
+      finally(srv.stop)
+      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
+      finally(function() conn:close() end)
+      conn:settimeout(0.3)
+      local n, err, last = conn:send(string.rep("A", 8 * 1024 * 1024))
+      assert.is_nil(n)
+      assert.are.equal("timeout", err)
+      conn:settimeout(10)
+      assert.are.equal("got " .. last, conn:receive("*l"))
+    end)
+
+    it("a receive that runs out of memory returns nil, nomem and closes the connection", function()
+      -- a peer that sends without end fills receive("*a")'s buffer until an
+      -- allocation fails: that is the peer's doing, not a programmer error
+      if (os.getenv("LD_PRELOAD") or ""):find("libasan", 1, true) then
+        pending("ASan reserves more address space than the limit allows") return
+      end
+      local srv = helpers.tcserver{ tls = "1.3", flood = 8 }
+      finally(srv.stop)
+      local ok, out, errout = helpers.run_lua(([[
+        local tlscache = require "tlscache"
+        local vh = assert(tlscache.vhost{ cafile = %q })
+        local c = assert(vh:connect("localhost", %d, { timeout = 10 }))
+        c:settimeout(6)
+        local d, err, partial = c:receive("*a")
+        print(d, err, partial, c:info().closed, select(2, c:receive(1)))
+      ]]):format(helpers.certs.ca, srv.port), "ulimit -v 600000;")
+      assert.is_true(ok, errout)
+      assert.are.equal("nil\tnomem: not enough memory for the data received (connection closed)" ..
+                       "\t\ttrue\tclosed\t\n", out)
+    end)
+
     it("receives a large response in many records", function()
       local data = {}
       for i = 1, 20000 do data[i] = string.format("%09d\n", i) end

@@ -442,6 +442,7 @@ opts:
   flood          seconds: after the handshake send 'x' as fast as it is taken
   sink           ms: after the handshake read nothing that long, then read
                  to the end; srv.sink() -> bytes, runs ("A*3948544,B*1032192")
+  answer         with sink: after 200 ms without data, answer "got BYTES\n"
   port           listen on this port
 srv.conns() parses the log: an array of { reused = bool, proto, sni, alpn,
 corrupted = bool, failed = bool }, one per connection, in order.
@@ -468,6 +469,7 @@ function helpers.tcserver(opts)
     if opts.anti_replay then add("-anti_replay") end
     if opts.flood then add("-flood", opts.flood) end
     if opts.sink then add("-sink", opts.sink) end
+    if opts.answer then add("-answer") end
     local function ready(s) return (readfile(s.log) or ""):find("ACCEPT") ~= nil end
     return a, ready
   end, opts)

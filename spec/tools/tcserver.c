@@ -28,6 +28,8 @@
  *   -sink MS            after the handshake, read nothing for MS ms, then
  *                       read to the end and print "sink BYTES RUNS", RUNS
  *                       being the bytes as runs "A*3948544,B*1032192"
+ *   -answer             with -sink: whenever nothing has come for 200 ms,
+ *                       answer "got BYTES\n" (the bytes read so far)
  *
  * Listens on 127.0.0.1 only, serves one connection at a time, prints ACCEPT
  * once it listens and one line per connection:
@@ -62,11 +64,11 @@
 static struct {
   int port, tls, num_tickets, late, late_delay, no_ticket, renew;
   long lifetime;               /* -1: OpenSSL's default */
-  int no_close_notify, fail_resumed, anti_replay, flood, sink;
+  int no_close_notify, fail_resumed, anti_replay, flood, sink, answer;
   const char *cert, *key, *ticket_key;
   unsigned char alpn[256];
   size_t alpnlen;
-} opt = { 0, 0, 2, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, NULL, NULL, NULL, { 0 }, 0 };
+} opt = { 0, 0, 2, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, { 0 }, 0 };
 
 static unsigned char tk_name[16], tk_aes[32], tk_hmac[32];
 
@@ -171,7 +173,7 @@ static void flood(conn *c) {
 /* -sink: late reader; the log line shows what came, in order */
 static void sink(conn *c) {
   char buf[16384], runs[4096] = "";
-  size_t total = 0, len = 0, rl = 0;
+  size_t total = 0, len = 0, rl = 0, answered = 0;
   int cur = -1, r;
   usleep((useconds_t)opt.sink * 1000);
   c->deadline = now() + 10;
@@ -179,6 +181,18 @@ static void sink(conn *c) {
     int i;
     r = SSL_read(c->ssl, buf, sizeof buf);
     if (r <= 0) {
+      struct pollfd p;
+      p.fd = c->fd;
+      p.events = POLLIN;
+      p.revents = 0;
+      if (opt.answer && total != answered && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ &&
+          poll(&p, 1, 200) == 0) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "got %zu\n", total);
+        if (SSL_write(c->ssl, line, n) != n || !flush_out(c)) break;
+        answered = total;
+        continue;
+      }
       if (!again(c, r)) break;
       continue;
     }
@@ -370,6 +384,7 @@ int main(int argc, char **argv) {
     else if (ARG("-alpn")) set_alpn(v);
     else if (ARG("-flood")) opt.flood = atoi(v);
     else if (ARG("-sink")) opt.sink = atoi(v);
+    else if (strcmp(a, "-answer") == 0) opt.answer = 1;
     else if (strcmp(a, "-no_ticket") == 0) opt.no_ticket = 1;
     else if (strcmp(a, "-renew") == 0) opt.renew = 1;
     else if (strcmp(a, "-no_close_notify") == 0) opt.no_close_notify = 1;
