@@ -373,6 +373,33 @@ describe("connection I/O", function()
       assert.is_true(vh:sessions()[1].tickets >= 1)
     end)
 
+    it("receives a large response in many records", function()
+      local data = {}
+      for i = 1, 20000 do data[i] = string.format("%09d\n", i) end
+      data = table.concat(data)        -- 200 000 bytes
+      local srv = helpers.s_server{ mode = "stdin", data = data }
+      finally(srv.stop)
+      local conn = assert(vh:connect("127.0.0.1", srv.port, { timeout = 10 }))
+      finally(function() conn:close() end)
+      srv.release()
+      local got = assert(conn:receive(#data))
+      assert.are.equal(#data, #got)
+      assert.is_true(got == data)
+      assert.are.equal(false, conn:dirty())
+    end)
+  end)
+
+  describe("a peer that floods or reads late", function()
+    -- a TLS 1.3 tcserver with these options and a connection to it
+    local function tc_connect(opts)
+      opts.tls = "1.3"
+      local srv = helpers.tcserver(opts)
+      finally(srv.stop)
+      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
+      finally(function() conn:close() end)
+      return srv, conn
+    end
+
     it("receive returns by its timeout while the peer keeps sending", function()
       -- the server sends 'x' (no newline) as fast as it is read for 6 s.
       -- Reading a line byte by byte is slower than the server writes, so
@@ -380,10 +407,7 @@ describe("connection I/O", function()
       -- while waiting would run until the flood stops. This bounds the
       -- call by its timeout (0.2 s, with a margin for slow sanitizer
       -- builds); it measures no speed.
-      local srv = helpers.tcserver{ tls = "1.3", flood = 6 }
-      finally(srv.stop)
-      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
-      finally(function() conn:close() end)
+      local _, conn = tc_connect{ flood = 6 }
       conn:settimeout(0.2)
       local t0 = tlscache.now()
       local data, err, partial = conn:receive("*l")
@@ -401,10 +425,7 @@ describe("connection I/O", function()
       -- the server reads nothing for 1.5 s: the first send times out with
       -- part of its data sealed in a TLS record OpenSSL still holds. That
       -- part counts as sent, and goes out before the next send's data.
-      local srv = helpers.tcserver{ tls = "1.3", sink = 1500 }
-      finally(srv.stop)
-      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
-      finally(function() conn:close() end)
+      local srv, conn = tc_connect{ sink = 1500 }
       conn:settimeout(0.3)
       local A = string.rep("A", 8 * 1024 * 1024)
       local n, err, last = conn:send(A)
@@ -432,10 +453,7 @@ describe("connection I/O", function()
       -- has come for 200 ms. The send times out with a chunk committed
       -- (counted in last, held for OpenSSL): the server can only have all
       -- `last` bytes if receive sends that chunk before it waits.
-      local srv = helpers.tcserver{ tls = "1.3", sink = 1000, answer = true }
-      finally(srv.stop)
-      local conn = assert(vh:connect("localhost", srv.port, { timeout = 10 }))
-      finally(function() conn:close() end)
+      local _, conn = tc_connect{ sink = 1000, answer = true }
       conn:settimeout(0.3)
       local n, err, last = conn:send(string.rep("A", 8 * 1024 * 1024))
       assert.is_nil(n)
@@ -463,21 +481,6 @@ describe("connection I/O", function()
       assert.is_true(ok, errout)
       assert.are.equal("nil\tnomem: not enough memory for the data received (connection closed)" ..
                        "\t\ttrue\tclosed\t\n", out)
-    end)
-
-    it("receives a large response in many records", function()
-      local data = {}
-      for i = 1, 20000 do data[i] = string.format("%09d\n", i) end
-      data = table.concat(data)        -- 200 000 bytes
-      local srv = helpers.s_server{ mode = "stdin", data = data }
-      finally(srv.stop)
-      local conn = assert(vh:connect("127.0.0.1", srv.port, { timeout = 10 }))
-      finally(function() conn:close() end)
-      srv.release()
-      local got = assert(conn:receive(#data))
-      assert.are.equal(#data, #got)
-      assert.is_true(got == data)
-      assert.are.equal(false, conn:dirty())
     end)
   end)
 end)
