@@ -422,10 +422,11 @@ describe("connection I/O", function()
     end)
 
     it("send after a timed-out send keeps the byte stream whole", function()
-      -- the server reads nothing for 1.5 s: the first send times out with
+      -- the server reads nothing for 3 s (long enough for a client under
+      -- valgrind to fill the socket buffers): the first send times out with
       -- part of its data sealed in a TLS record OpenSSL still holds. That
       -- part counts as sent, and goes out before the next send's data.
-      local srv, conn = tc_connect{ sink = 1500 }
+      local srv, conn = tc_connect{ sink = 3000 }
       conn:settimeout(0.3)
       local A = string.rep("A", 8 * 1024 * 1024)
       local n, err, last = conn:send(A)
@@ -449,11 +450,11 @@ describe("connection I/O", function()
     end)
 
     it("receive first sends what a timed-out send committed", function()
-      -- the server reads nothing for 1 s, then answers "got N" once no data
+      -- the server reads nothing for 3 s, then answers "got N" once no data
       -- has come for 200 ms. The send times out with a chunk committed
       -- (counted in last, held for OpenSSL): the server can only have all
       -- `last` bytes if receive sends that chunk before it waits.
-      local _, conn = tc_connect{ sink = 1000, answer = true }
+      local _, conn = tc_connect{ sink = 3000, answer = true }
       conn:settimeout(0.3)
       local n, err, last = conn:send(string.rep("A", 8 * 1024 * 1024))
       assert.is_nil(n)
