@@ -187,7 +187,6 @@ static void release(tc_conn *c) {
       }
       ERR_clear_error();
       if (!c->broken && c->wpendlen > 0) {   /* one try, without blocking */
-        ERR_clear_error();
         if (SSL_write(c->ssl, c->wpend, (int)c->wpendlen) != (int)c->wpendlen) c->broken = 1;
       }
       ERR_clear_error();
